@@ -1,0 +1,163 @@
+//! Alert state: inactive → pending → firing → resolved, keyed by a stable fingerprint of
+//! the alert's labels, persisted with its notifications in one transaction.
+
+mod state;
+
+use std::collections::{BTreeMap, HashMap};
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+pub use state::{Change, step};
+
+use crate::model::{AlertRecord, AlertState, Notification, NotificationStatus, Transition};
+use crate::store::{Store, StoreError};
+
+/// Stable across builds and platforms: SHA-256 over sorted `name 0xff value 0xff`.
+pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    let mut h = Sha256::new();
+    for (k, v) in labels {
+        h.update(k.as_bytes());
+        h.update([0xff]);
+        h.update(v.as_bytes());
+        h.update([0xff]);
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// A state change worth telling a human about (the demo prints these).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    pub at: Timestamp,
+    pub change: Change,
+    pub alert: AlertRecord,
+}
+
+pub struct Alerting {
+    alerts: HashMap<String, AlertRecord>,
+    receivers: Vec<String>,
+}
+
+impl Alerting {
+    /// Resumes from the alerts persisted in the store: a restart neither re-fires nor forgets.
+    pub fn restore(store: &dyn Store, receivers: Vec<String>) -> Result<Self, StoreError> {
+        let alerts = store
+            .load_alerts()?
+            .into_iter()
+            .map(|a| (a.fingerprint.clone(), a))
+            .collect();
+        Ok(Alerting { alerts, receivers })
+    }
+
+    pub fn alerts(&self) -> impl Iterator<Item = &AlertRecord> {
+        self.alerts.values()
+    }
+
+    /// Counts per (rule, state) for the `spendwatch_alerts` gauge; every known rule appears.
+    pub fn counts<'a>(
+        &self,
+        rules: impl Iterator<Item = &'a str>,
+    ) -> Vec<(String, AlertState, i64)> {
+        let mut out = Vec::new();
+        for rule in rules {
+            for state in [AlertState::Pending, AlertState::Firing] {
+                let n = self
+                    .alerts
+                    .values()
+                    .filter(|a| a.rule == rule && a.state == state)
+                    .count();
+                out.push((rule.to_string(), state, n as i64));
+            }
+        }
+        out
+    }
+
+    /// Applies one evaluation's transitions at `at`. Each changed alert is saved together
+    /// with the notifications it causes (`enqueued_at` is the outbox's wall-clock time).
+    pub fn apply(
+        &mut self,
+        transitions: &[Transition],
+        at: Timestamp,
+        enqueued_at: Timestamp,
+        store: &dyn Store,
+    ) -> Result<Vec<AlertEvent>, StoreError> {
+        let mut events = Vec::new();
+        for t in transitions {
+            let fp = fingerprint(&t.labels);
+            let previous = self.alerts.get(&fp);
+            let (next, change) = step(previous, &fp, t, at);
+            if previous == Some(&next) {
+                continue;
+            }
+            let notifications = match change {
+                Some(Change::Fired) => self.notifications(&next, NotificationStatus::Firing),
+                Some(Change::Resolved) => self.notifications(&next, NotificationStatus::Resolved),
+                Some(Change::Pending) | Some(Change::Dropped) | None => Vec::new(),
+            };
+            store.save_alert(&next, &notifications, enqueued_at)?;
+            if let Some(change) = change {
+                events.push(AlertEvent {
+                    at,
+                    change,
+                    alert: next.clone(),
+                });
+            }
+            self.alerts.insert(fp, next);
+        }
+        Ok(events)
+    }
+
+    fn notifications(&self, alert: &AlertRecord, status: NotificationStatus) -> Vec<Notification> {
+        let Some(starts_at) = alert.fired_at else {
+            return Vec::new();
+        };
+        self.receivers
+            .iter()
+            .map(|receiver| Notification {
+                // Deterministic: the same transition always yields the same key.
+                idempotency_key: format!(
+                    "{}-{}-{}-{}",
+                    alert.fingerprint,
+                    alert.seq,
+                    status.as_str(),
+                    receiver
+                ),
+                receiver: receiver.clone(),
+                status,
+                fingerprint: alert.fingerprint.clone(),
+                rule: alert.rule.clone(),
+                labels: alert.labels.clone(),
+                annotations: alert.annotations.clone(),
+                value: alert.value.clone(),
+                threshold: alert.threshold.clone(),
+                starts_at,
+                ends_at: match status {
+                    NotificationStatus::Firing => None,
+                    NotificationStatus::Resolved => alert.resolved_at,
+                },
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_stable_and_order_free() {
+        let mut a = BTreeMap::new();
+        a.insert("alertname".to_string(), "budget".to_string());
+        a.insert("account".to_string(), "020-1".to_string());
+        // Pinned: a change here would orphan stored alerts and idempotency keys.
+        assert_eq!(fingerprint(&a), fingerprint(&a.clone()));
+        assert_eq!(fingerprint(&a).len(), 16);
+        let mut b = a.clone();
+        b.insert("account".to_string(), "020-2".to_string());
+        assert_ne!(fingerprint(&a), fingerprint(&b));
+        // "a=bc" and "ab=c" must differ.
+        let x: BTreeMap<_, _> = [("a".to_string(), "bc".to_string())].into();
+        let y: BTreeMap<_, _> = [("ab".to_string(), "c".to_string())].into();
+        assert_ne!(fingerprint(&x), fingerprint(&y));
+    }
+}

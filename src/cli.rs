@@ -1,0 +1,225 @@
+//! The binary's edge: each subcommand as a function returning an exit code. Only here
+//! (and in `main.rs`) is `anyhow` used.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::demo;
+use crate::metrics::Metrics;
+use crate::model::{Clock, Observation};
+use crate::runtime::{RunOptions, Runtime};
+use crate::sim::{self, Sim};
+use crate::sources::Source;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs go to stderr; `RUST_LOG` overrides `default_filter`.
+pub fn init_logging(format: LogFormat, default_filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Installs the one TLS crypto provider (ring) before any client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn load_config(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|errors| {
+        eprintln!("spendwatch: invalid configuration {errors}");
+        ExitCode::from(2)
+    })
+}
+
+pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    match load_config(path) {
+        Ok(config) => {
+            println!("{}", config.summary());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+/// A future that completes on Ctrl-C or SIGTERM.
+async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, store = %config.store_path.display(), "spendwatch running.");
+    let runtime = Runtime::open(config, Clock::System).context("opening the store")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        termination().await;
+        tracing::info!("Shutting down.");
+        let _ = stop_tx.send(true);
+    });
+    runtime
+        .run(listener, stop_rx, None, RunOptions::default())
+        .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Serialize)]
+struct PolledJson<'a> {
+    source: &'a str,
+    account: &'a str,
+    request_id: &'a str,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_kind: Option<&'static str>,
+    observations: &'a [Observation],
+}
+
+pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let metrics = Metrics::new();
+    let mut all_ok = true;
+    let mut json_out = Vec::new();
+    for settings in &config.sources {
+        let source = Source::build(settings)?;
+        for account in source.accounts() {
+            let polled = source
+                .poll_account(account, jiff::Timestamp::now(), &metrics)
+                .await;
+            let (observations, error) = match &polled.result {
+                Ok(o) => (o.as_slice(), None),
+                Err(e) => (&[][..], Some(e)),
+            };
+            all_ok &= error.is_none();
+            if json {
+                json_out.push(serde_json::to_value(PolledJson {
+                    source: &polled.source,
+                    account: &polled.account,
+                    request_id: &polled.request_id,
+                    ok: error.is_none(),
+                    error: error.map(|e| e.message.clone()),
+                    error_kind: error.map(|e| e.kind.as_str()),
+                    observations,
+                })?);
+                continue;
+            }
+            match error {
+                Some(e) => println!(
+                    "{} {}: FAILED ({}) {} [request {}]",
+                    polled.source, polled.account, e.kind, e.message, polled.request_id
+                ),
+                None => {
+                    println!(
+                        "{} {}: {} observation(s) in {:.2}s [request {}]",
+                        polled.source,
+                        polled.account,
+                        observations.len(),
+                        polled.seconds,
+                        polled.request_id
+                    );
+                    for o in observations {
+                        println!(
+                            "  {:<70} {:>14} {} ({})",
+                            o.key.to_string(),
+                            o.value,
+                            o.unit,
+                            o.kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&json_out)?);
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitCode> {
+    let clock = match speed {
+        Some(s) => Clock::simulated(demo::month_start(jiff::Timestamp::now())?, s),
+        None => Clock::System,
+    };
+    let sim = Sim::new(clock, sim::world::demo_world());
+    let (addr, _handle) = sim
+        .start(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    println!("simulator listening on http://{addr}");
+    println!("  rackspace identity: http://{addr}/v2.0/  billing: http://{addr}/v2/");
+    println!(
+        "  credentials: username {:?}, API key {:?}",
+        sim::DEFAULT_USERNAME,
+        sim::DEFAULT_API_KEY
+    );
+    println!(
+        "  accounts: {}",
+        sim::world::demo_world()
+            .iter()
+            .map(|a| a.ran.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("  webhook receiver: http://{addr}/_sim/webhook");
+    termination().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn demo(
+    listen: SocketAddr,
+    duration: Option<Duration>,
+    speed: f64,
+    keep: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    demo::run(listen, duration, speed, keep, termination()).await?;
+    Ok(ExitCode::SUCCESS)
+}

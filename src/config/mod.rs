@@ -1,0 +1,731 @@
+//! TOML configuration: `RawConfig` (serde, `deny_unknown_fields`) is checked as a whole by
+//! [`validate`], which reports *every* bad field with its path, into a `Config` that the
+//! runtime builds from.
+
+mod secret;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde::Deserialize;
+
+pub use secret::{Secret, SecretRef};
+
+use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
+
+/// One problem in a config file: where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} error(s)", self.file.display(), self.errors.len())?;
+        for e in &self.errors {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------- raw (as written)
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub evaluation: RawEvaluation,
+    #[serde(default)]
+    pub sources: Vec<RawSource>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    #[serde(default)]
+    pub receivers: Vec<RawReceiver>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub sqlite: Option<RawSqlite>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSqlite {
+    pub path: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvaluation {
+    pub interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSource {
+    Rackspace(RawRackspace),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawRule {
+    Budget(RawBudget),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub name: String,
+    /// Name of the source whose spend is budgeted; all sources when absent.
+    pub source: Option<String>,
+    /// Accounts to watch; all accounts of the source when absent.
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    pub amount: AmountText,
+    pub currency: String,
+    pub levels: Vec<RawLevel>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub keep_firing_for: Option<String>,
+    pub severity: Option<Severity>,
+    /// Trailing window whose spend rate the forecast extrapolates.
+    pub forecast_window: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLevel {
+    pub percent: AmountText,
+    pub severity: Option<Severity>,
+    /// `actual` (period-to-date spend, the default) or `forecast` (projected period end).
+    pub basis: Option<String>,
+}
+
+/// A decimal written as a TOML number or string (`1000`, `"1000.00"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AmountText {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl AmountText {
+    fn parse(&self) -> Result<Decimal, String> {
+        match self {
+            AmountText::Int(i) => Ok(Decimal::from(*i)),
+            // TOML floats are parsed by their shortest text form, not the binary value.
+            AmountText::Float(f) => parse_amount(&f.to_string()).map_err(|e| e.to_string()),
+            AmountText::Text(t) => parse_amount(t).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawReceiver {
+    Webhook(RawWebhook),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub name: String,
+    pub url: String,
+    /// HMAC-SHA256 signing key.
+    pub secret: SecretRef,
+    pub timeout: Option<String>,
+}
+
+// ---------------------------------------------------------------- validated
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store_path: PathBuf,
+    pub evaluation_interval: Duration,
+    pub sources: Vec<SourceSettings>,
+    pub rules: Vec<RuleConfig>,
+    pub receivers: Vec<ReceiverConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    Rackspace(RackspaceSettings),
+}
+
+impl SourceSettings {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSettings::Rackspace(s) => &s.name,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSettings::Rackspace(_) => "rackspace",
+        }
+    }
+    pub fn interval(&self) -> Duration {
+        match self {
+            SourceSettings::Rackspace(s) => s.interval,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum RuleConfig {
+    Budget(BudgetRule),
+}
+
+impl RuleConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            RuleConfig::Budget(r) => &r.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Basis {
+    Actual,
+    Forecast,
+}
+
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Actual => "actual",
+            Basis::Forecast => "forecast",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BudgetLevel {
+    pub percent: Decimal,
+    pub severity: Severity,
+    pub basis: Basis,
+}
+
+#[derive(Debug, Clone)]
+pub struct BudgetRule {
+    pub name: String,
+    pub source: Option<String>,
+    pub accounts: Vec<String>,
+    pub budget: Money,
+    pub levels: Vec<BudgetLevel>,
+    pub hold: Duration,
+    pub keep_firing_for: Duration,
+    pub forecast_window: Duration,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReceiverConfig {
+    Webhook(WebhookReceiver),
+}
+
+impl ReceiverConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            ReceiverConfig::Webhook(w) => &w.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookReceiver {
+    pub name: String,
+    pub url: url::Url,
+    pub secret: Secret,
+    pub timeout: Duration,
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Collects errors while checking a config; every check records and continues.
+#[derive(Default)]
+pub struct Checker {
+    pub errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    pub fn duration(&mut self, path: &str, text: Option<&str>, default: Duration) -> Duration {
+        match text {
+            None => default,
+            Some(t) => match humantime::parse_duration(t) {
+                Ok(d) => d,
+                Err(_) => {
+                    self.error(
+                        path,
+                        format!("invalid duration {t:?} (e.g. \"5m\", \"1h30m\", \"2d\")"),
+                    );
+                    default
+                }
+            },
+        }
+    }
+
+    pub fn positive_duration(
+        &mut self,
+        path: &str,
+        text: Option<&str>,
+        default: Duration,
+    ) -> Duration {
+        let d = self.duration(path, text, default);
+        if d.is_zero() {
+            self.error(path, "must be greater than zero");
+            default
+        } else {
+            d
+        }
+    }
+
+    pub fn url(&mut self, path: &str, text: &str) -> Option<url::Url> {
+        match url::Url::parse(text) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+            Ok(_) => {
+                self.error(
+                    path,
+                    format!("invalid URL {text:?}: expected an http(s) URL with a host"),
+                );
+                None
+            }
+            Err(e) => {
+                self.error(path, format!("invalid URL {text:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    pub fn secret(&mut self, path: &str, reference: &SecretRef) -> Secret {
+        match reference.load() {
+            Ok(s) => s,
+            Err(e) => {
+                self.error(path, e);
+                Secret::new("")
+            }
+        }
+    }
+
+    pub fn name(&mut self, path: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            self.error(
+                path,
+                format!("invalid name {name:?}: use letters, digits, '-', '_' or '.'"),
+            );
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let fail = |errors| ConfigErrors {
+            file: path.to_path_buf(),
+            errors,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            fail(vec![ConfigError {
+                path: String::new(),
+                message: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        let raw = parse_raw(&text).map_err(|e| fail(vec![e]))?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        validate(raw, base_dir).map_err(fail)
+    }
+}
+
+/// Parses TOML into the raw schema. Errors carry the field path and never quote the
+/// source line (it could hold a secret pasted in by mistake).
+pub fn parse_raw(text: &str) -> Result<RawConfig, ConfigError> {
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e
+            .span()
+            .map(|span| {
+                let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+                format!("line {line}")
+            })
+            .unwrap_or_default();
+        ConfigError {
+            path: at,
+            message: format!("TOML syntax error: {}", e.message()),
+        }
+    })?;
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError {
+        path: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// Checks a raw config completely; returns every error found.
+pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
+    let mut c = Checker::default();
+
+    let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+        c.error(
+            "server.listen",
+            format!("invalid address {listen_text:?} (e.g. \"127.0.0.1:9750\")"),
+        );
+        SocketAddr::from(([127, 0, 0, 1], 9750))
+    });
+
+    let store_path = match &raw.store.sqlite {
+        Some(s) if s.path.trim().is_empty() => {
+            c.error("store.sqlite.path", "must not be empty");
+            PathBuf::new()
+        }
+        Some(s) => base_dir.join(&s.path),
+        None => base_dir.join("spendwatch.db"),
+    };
+
+    let evaluation_interval = c.positive_duration(
+        "evaluation.interval",
+        raw.evaluation.interval.as_deref(),
+        Duration::from_secs(60),
+    );
+
+    let mut source_names = BTreeSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        match s {
+            RawSource::Rackspace(r) => {
+                let path = format!("sources[{i}].rackspace");
+                let settings = r.validate(&path, &mut c);
+                if !source_names.insert(settings.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate source name {:?}", settings.name),
+                    );
+                }
+                sources.push(SourceSettings::Rackspace(settings));
+            }
+        }
+    }
+
+    let mut rule_names = BTreeSet::new();
+    let mut rules = Vec::new();
+    for (i, r) in raw.rules.iter().enumerate() {
+        match r {
+            RawRule::Budget(b) => {
+                let path = format!("rules[{i}].budget");
+                let rule = validate_budget(b, &path, &source_names, &mut c);
+                if !rule_names.insert(rule.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate rule name {:?}", rule.name),
+                    );
+                }
+                rules.push(RuleConfig::Budget(rule));
+            }
+        }
+    }
+
+    let mut receiver_names = BTreeSet::new();
+    let mut receivers = Vec::new();
+    for (i, r) in raw.receivers.iter().enumerate() {
+        match r {
+            RawReceiver::Webhook(w) => {
+                let path = format!("receivers[{i}].webhook");
+                c.name(&format!("{path}.name"), &w.name);
+                if !receiver_names.insert(w.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate receiver name {:?}", w.name),
+                    );
+                }
+                let url = c.url(&format!("{path}.url"), &w.url);
+                let secret = c.secret(&format!("{path}.secret"), &w.secret);
+                let timeout = c.positive_duration(
+                    &format!("{path}.timeout"),
+                    w.timeout.as_deref(),
+                    Duration::from_secs(10),
+                );
+                if let Some(url) = url {
+                    receivers.push(ReceiverConfig::Webhook(WebhookReceiver {
+                        name: w.name.clone(),
+                        url,
+                        secret,
+                        timeout,
+                    }));
+                }
+            }
+        }
+    }
+
+    if c.errors.is_empty() {
+        Ok(Config {
+            listen,
+            store_path,
+            evaluation_interval,
+            sources,
+            rules,
+            receivers,
+        })
+    } else {
+        Err(c.errors)
+    }
+}
+
+fn validate_budget(
+    b: &RawBudget,
+    path: &str,
+    sources: &BTreeSet<String>,
+    c: &mut Checker,
+) -> BudgetRule {
+    c.name(&format!("{path}.name"), &b.name);
+    if let Some(source) = &b.source
+        && !sources.contains(source)
+    {
+        c.error(
+            format!("{path}.source"),
+            format!("no source named {source:?}"),
+        );
+    }
+    let currency = Currency::new(&b.currency).unwrap_or_else(|e| {
+        c.error(format!("{path}.currency"), e.to_string());
+        Currency::new("XXX").unwrap_or_else(|_| unreachable!("XXX is a valid code"))
+    });
+    let amount = match b.amount.parse() {
+        Ok(a) if a > Decimal::ZERO => a,
+        Ok(_) => {
+            c.error(format!("{path}.amount"), "must be greater than zero");
+            Decimal::ONE
+        }
+        Err(e) => {
+            c.error(format!("{path}.amount"), e);
+            Decimal::ONE
+        }
+    };
+    let default_severity = b.severity.unwrap_or(Severity::Warning);
+    if b.levels.is_empty() {
+        c.error(
+            format!("{path}.levels"),
+            "at least one level is required, e.g. [{ percent = 100 }]",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    let mut levels = Vec::new();
+    for (j, l) in b.levels.iter().enumerate() {
+        let lpath = format!("{path}.levels[{j}]");
+        let percent = match l.percent.parse() {
+            Ok(p) if p > Decimal::ZERO => p,
+            Ok(_) => {
+                c.error(format!("{lpath}.percent"), "must be greater than zero");
+                continue;
+            }
+            Err(e) => {
+                c.error(format!("{lpath}.percent"), e);
+                continue;
+            }
+        };
+        let basis = match l.basis.as_deref() {
+            None | Some("actual") => Basis::Actual,
+            Some("forecast") => Basis::Forecast,
+            Some(other) => {
+                c.error(
+                    format!("{lpath}.basis"),
+                    format!("unknown basis {other:?}: use \"actual\" or \"forecast\""),
+                );
+                continue;
+            }
+        };
+        if !seen.insert((percent.normalize().to_string(), basis.as_str())) {
+            c.error(
+                lpath.clone(),
+                format!("duplicate level {percent}% ({})", basis.as_str()),
+            );
+        }
+        levels.push(BudgetLevel {
+            percent: percent.normalize(),
+            severity: l.severity.unwrap_or(default_severity),
+            basis,
+        });
+    }
+    for name in b.labels.keys() {
+        if !is_label_name(name) {
+            c.error(
+                format!("{path}.labels.{name}"),
+                "invalid label name: use [a-zA-Z_][a-zA-Z0-9_]*",
+            );
+        }
+    }
+    BudgetRule {
+        name: b.name.clone(),
+        source: b.source.clone(),
+        accounts: b.accounts.clone(),
+        budget: Money::new(amount, currency),
+        levels,
+        hold: c.duration(&format!("{path}.for"), b.hold.as_deref(), Duration::ZERO),
+        keep_firing_for: c.duration(
+            &format!("{path}.keep_firing_for"),
+            b.keep_firing_for.as_deref(),
+            Duration::ZERO,
+        ),
+        forecast_window: c.positive_duration(
+            &format!("{path}.forecast_window"),
+            b.forecast_window.as_deref(),
+            Duration::from_secs(3 * 86_400),
+        ),
+        labels: b.labels.clone(),
+        annotations: b.annotations.clone(),
+    }
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl Config {
+    /// One line for `spendwatch check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "config ok: {} source(s), {} rule(s), {} receiver(s), store {}, listen {}",
+            self.sources.len(),
+            self.rules.len(),
+            self.receivers.len(),
+            self.store_path.display(),
+            self.listen
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let raw = parse_raw(text).map_err(|e| vec![e])?;
+        validate(raw, Path::new("/tmp"))
+    }
+
+    #[test]
+    fn reports_every_bad_field_with_its_path() {
+        let errs = check(
+            r#"
+[[sources]]
+[sources.rackspace]
+name = "rs"
+username = "u"
+api_key = { env = "PATH" }
+accounts = ["020-1"]
+interval = "5 parsecs"
+
+[[rules]]
+[rules.budget]
+name = "b"
+amount = "12x"
+currency = "USD"
+levels = [{ percent = 100 }]
+"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert!(paths.contains(&"sources[0].rackspace.interval"), "{errs:?}");
+        assert!(paths.contains(&"rules[0].budget.amount"), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_with_a_path() {
+        let errs = check("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n").unwrap_err();
+        assert_eq!(errs[0].path, "server.lisen");
+        assert!(errs[0].message.contains("lisen"), "{errs:?}");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line_without_quoting_it() {
+        let errs = check("a = 1\napi_key = \"hunter2\nb = 2").unwrap_err();
+        assert!(errs[0].path.starts_with("line "), "{errs:?}");
+        assert!(!errs[0].to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn budget_levels_are_checked() {
+        let errs = check(
+            r#"
+[[rules]]
+[rules.budget]
+name = "b"
+amount = 1000
+currency = "usd"
+levels = [{ percent = 80, basis = "guess" }, { percent = -1 }]
+"#,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("rules[0].budget.currency")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("rules[0].budget.levels[0].basis")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("rules[0].budget.levels[1].percent")),
+            "{text:?}"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! `spendwatch demo`: the whole pipeline with zero setup. The simulator and the pipeline
+//! share a simulated clock (a billing month in about a minute by default); the config is
+//! written to a temp dir and loaded through the normal loader; alert changes print as lines.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use jiff::Timestamp;
+use tokio::sync::{mpsc, watch};
+
+use crate::alerting::{AlertEvent, Change};
+use crate::config::Config;
+use crate::model::{AlertState, Clock};
+use crate::notify::RetryPolicy;
+use crate::notify::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
+use crate::runtime::{RunOptions, Runtime};
+use crate::sim::{self, Sim};
+
+pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:9750";
+/// One 30-day month in 60 s.
+pub const DEFAULT_SPEED: f64 = 43_200.0;
+const WEBHOOK_SECRET: &str = "demo-webhook-signing-key";
+
+/// Midnight UTC on the first of `at`'s month: where the simulated month begins.
+pub fn month_start(at: Timestamp) -> anyhow::Result<Timestamp> {
+    let date = at.to_zoned(jiff::tz::TimeZone::UTC).date().first_of_month();
+    Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
+}
+
+fn config_text(sim_addr: SocketAddr, listen: SocketAddr, dir: &std::path::Path) -> String {
+    format!(
+        r#"# Written by `spendwatch demo`; the same format `spendwatch run --config` reads.
+[server]
+listen = "{listen}"
+
+[store.sqlite]
+path = "{store}"
+
+[evaluation]
+interval = "1h"
+
+[[sources]]
+[sources.rackspace]
+name = "rackspace"
+username = "{user}"
+api_key = {{ file = "{key_file}" }}
+accounts = ["020-1001", "020-2002"]
+interval = "1h"
+identity_url = "http://{sim_addr}/v2.0/"
+billing_url = "http://{sim_addr}/v2/"
+page_size = 2
+timeout = "5s"
+
+[[rules]]
+[rules.budget]
+name = "monthly-budget-usd"
+source = "rackspace"
+accounts = ["020-1001"]
+amount = "3200.00"
+currency = "USD"
+forecast_window = "3d"
+labels = {{ team = "platform" }}
+annotations = {{ runbook = "https://wiki.example.com/runbooks/cloud-spend" }}
+levels = [
+  {{ percent = 50, severity = "info" }},
+  {{ percent = 80, severity = "warning" }},
+  {{ percent = 100, severity = "critical", basis = "forecast" }},
+]
+
+[[rules]]
+[rules.budget]
+name = "monthly-budget-gbp"
+source = "rackspace"
+accounts = ["020-2002"]
+amount = 1000
+currency = "GBP"
+levels = [{{ percent = 100, severity = "critical", basis = "forecast" }}]
+
+[[receivers]]
+[receivers.webhook]
+name = "ops-webhook"
+url = "http://{sim_addr}/_sim/webhook"
+secret = {{ file = "{secret_file}" }}
+"#,
+        store = dir.join("spendwatch.db").display(),
+        user = sim::DEFAULT_USERNAME,
+        key_file = dir.join("rackspace-api-key").display(),
+        secret_file = dir.join("webhook-secret").display(),
+    )
+}
+
+fn print_event(e: &AlertEvent) {
+    let l = |k: &str| e.alert.labels.get(k).map(String::as_str).unwrap_or("-");
+    let when = e.at.strftime("%Y-%m-%d %H:%M UTC");
+    let basis = if l("basis") == "forecast" {
+        "forecast"
+    } else {
+        "spend"
+    };
+    println!(
+        "{when}  {:<8} {:<8} {} {} {basis} >= {}%",
+        e.change.as_str(),
+        e.alert.severity.as_str(),
+        l("alertname"),
+        l("account"),
+        l("level"),
+    );
+    if matches!(e.change, Change::Fired | Change::Resolved) {
+        println!("                      {}", e.alert.summary);
+    }
+}
+
+pub async fn run(
+    listen: SocketAddr,
+    duration: Option<Duration>,
+    speed: f64,
+    keep: Option<PathBuf>,
+    interrupted: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let origin = month_start(Timestamp::now())?;
+    let clock = Clock::simulated(origin, speed);
+    let sim = Sim::new(clock, sim::world::demo_world());
+    let (sim_addr, sim_task) = sim
+        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
+
+    let temp = tempfile::tempdir().context("creating a temp dir")?;
+    let dir = match &keep {
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            d.clone()
+        }
+        None => temp.path().to_path_buf(),
+    };
+    std::fs::write(dir.join("rackspace-api-key"), sim::DEFAULT_API_KEY)?;
+    std::fs::write(dir.join("webhook-secret"), WEBHOOK_SECRET)?;
+    let config_path = dir.join("spendwatch.toml");
+    std::fs::write(&config_path, config_text(sim_addr, listen, &dir))?;
+    let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("binding {listen} (use --listen 127.0.0.1:0 for any free port)")
+        })?;
+    let metrics_addr = listener.local_addr()?;
+    let days_per_minute = speed * 60.0 / 86_400.0;
+    println!(
+        "spendwatch demo — simulated Rackspace billing, {days_per_minute:.1} simulated days per real minute"
+    );
+    println!(
+        "  simulated clock starts {}",
+        origin.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    println!("  metrics:   http://{metrics_addr}/metrics");
+    println!(
+        "  simulator: http://{sim_addr}   config: {}",
+        config_path.display()
+    );
+    println!(
+        "  watching 020-1001 (budget $3,200.00/month, runaway servers on days 10–12) and 020-2002 (budget £1,000.00)"
+    );
+    match duration {
+        Some(d) => println!("  running for {}\n", humantime::format_duration(d)),
+        None => println!("  running until Ctrl-C\n"),
+    }
+
+    let runtime = Runtime::open(config, clock).context("opening the store")?;
+    let totals = runtime.totals();
+    let store = runtime.store();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let options = RunOptions {
+        dispatch_interval: Duration::from_millis(200),
+        retry: RetryPolicy {
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        },
+    };
+    let pipeline = tokio::spawn(runtime.run(listener, stop_rx, Some(events_tx), options));
+    let printer = tokio::spawn(async move {
+        while let Some(e) = events_rx.recv().await {
+            print_event(&e);
+        }
+    });
+
+    let timer = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = timer => {}
+        _ = interrupted => {}
+    }
+    let _ = stop_tx.send(true);
+    pipeline.await.context("pipeline task")??;
+    let _ = printer.await;
+
+    let elapsed_days = clock.now().duration_since(origin).as_secs_f64() / 86_400.0;
+    let delivered = sim.accepted_webhooks();
+    let secret = crate::config::Secret::new(WEBHOOK_SECRET);
+    let valid = delivered
+        .iter()
+        .filter(|w| {
+            let ts = w.headers.get(&TIMESTAMP_HEADER.to_ascii_lowercase()).and_then(|t| t.parse().ok());
+            let sig = w.headers.get(&SIGNATURE_HEADER.to_ascii_lowercase());
+            matches!((ts, sig), (Some(ts), Some(sig)) if verify(&secret, ts, w.body.as_bytes(), sig))
+        })
+        .count();
+    let alerts = store.load_alerts()?;
+    let firing = alerts
+        .iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .count();
+    let outbox = store.outbox_stats()?;
+    println!("\nsummary after {elapsed_days:.1} simulated days:");
+    println!(
+        "  polls: {} ok, {} failed; evaluations: {}",
+        totals.polls_ok.load(Ordering::Relaxed),
+        totals.polls_failed.load(Ordering::Relaxed),
+        totals.evaluations.load(Ordering::Relaxed)
+    );
+    println!(
+        "  alerts: {} fired, {} resolved, {} firing now",
+        totals.fired.load(Ordering::Relaxed),
+        totals.resolved.load(Ordering::Relaxed),
+        firing
+    );
+    println!(
+        "  webhook: {} delivered ({valid} with a valid signature), {} pending in the outbox",
+        delivered.len(),
+        outbox.pending
+    );
+    if keep.is_some() {
+        println!("  store and config kept in {}", dir.display());
+    }
+    sim_task.abort();
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Period-to-date series → spend per interval, spend rate and the forecast to period end.
+//!
+//! A period-to-date value is cumulative within its billing period. Spend between two
+//! points of the same period is their difference; the first point of a new period is the
+//! spend since that period started (a reset is not negative spend); a gap in the data
+//! widens an interval, it never becomes zero spend.
+
+use jiff::{SignedDuration, Timestamp};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+
+use crate::model::{Period, Point};
+
+/// Spend observed between two instants of data time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Increment {
+    pub from: Timestamp,
+    pub to: Timestamp,
+    pub amount: Decimal,
+}
+
+/// Spend per interval from period-to-date points (oldest first).
+pub fn increments(points: &[Point]) -> Vec<Increment> {
+    let mut out = Vec::with_capacity(points.len());
+    for pair in points.windows(2) {
+        let (prev, next) = (&pair[0], &pair[1]);
+        let same_period = prev.period.map(|p| p.start) == next.period.map(|p| p.start);
+        if same_period {
+            out.push(Increment {
+                from: prev.at,
+                to: next.at,
+                amount: next.value - prev.value,
+            });
+        } else if let Some(period) = next.period
+            && period.start < next.at
+        {
+            out.push(Increment {
+                from: period.start.max(prev.last_seen),
+                to: next.at,
+                amount: next.value,
+            });
+        }
+    }
+    out
+}
+
+/// Average spend per second over `[end - window, end]`, pro-rating increments that straddle
+/// the window start. `None` when the data covers less than `min_coverage` of that window.
+pub fn rate_per_second(
+    increments: &[Increment],
+    end: Timestamp,
+    window: SignedDuration,
+    min_coverage: SignedDuration,
+) -> Option<f64> {
+    let start = end - window;
+    let mut amount = 0.0;
+    let mut covered = 0.0;
+    for inc in increments {
+        let from = inc.from.max(start);
+        let to = inc.to.min(end);
+        if to <= from {
+            continue;
+        }
+        let span = inc.to.duration_since(inc.from).as_secs_f64();
+        let overlap = to.duration_since(from).as_secs_f64();
+        if span <= 0.0 {
+            continue;
+        }
+        amount += inc.amount.to_f64()? * overlap / span;
+        covered += overlap;
+    }
+    (covered > 0.0 && covered >= min_coverage.as_secs_f64()).then(|| amount / covered)
+}
+
+/// How a forecast was made, for the alert text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forecast {
+    pub value: Decimal,
+    pub rate_per_day: Decimal,
+    /// The trailing window the rate was taken over (may be shorter than asked early in a period).
+    pub window: SignedDuration,
+}
+
+/// Linear forecast to the end of `period`: the latest value plus the recent spend rate
+/// (over the trailing `window` of data in this period) times the time left.
+/// `None` early in a period, when less than a day (or the whole window, if shorter) of data exists.
+pub fn forecast_period_end(
+    points: &[Point],
+    period: Period,
+    window: SignedDuration,
+) -> Option<Forecast> {
+    let in_period: Vec<Point> = points
+        .iter()
+        .filter(|p| p.period.map(|pp| pp.start) == Some(period.start))
+        .cloned()
+        .collect();
+    let latest = in_period.last()?;
+    // Spend from the period start to the first point counts as an interval too.
+    let mut with_start = Vec::with_capacity(in_period.len() + 1);
+    with_start.push(Point {
+        at: period.start,
+        last_seen: period.start,
+        period: Some(period),
+        value: Decimal::ZERO,
+    });
+    with_start.extend(in_period.iter().cloned());
+    let incs = increments(&with_start);
+    let elapsed = latest.at.duration_since(period.start);
+    let effective = window.min(elapsed);
+    let min_coverage = SignedDuration::from_hours(24).min(window);
+    let rate = rate_per_second(&incs, latest.at, effective, min_coverage)?;
+    let remaining = period.end.duration_since(latest.at).as_secs_f64().max(0.0);
+    let rate_dec = Decimal::from_f64(rate)?;
+    let value = latest.value + Decimal::from_f64(rate * remaining)?;
+    Some(Forecast {
+        value: value.round_dp(2),
+        rate_per_day: (rate_dec * Decimal::from(86_400)).round_dp(2),
+        window: effective,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn period(start: &str, end: &str) -> Period {
+        Period {
+            start: ts(start),
+            end: ts(end),
+        }
+    }
+
+    fn pt(at: &str, value: &str, p: Period) -> Point {
+        Point {
+            at: ts(at),
+            last_seen: ts(at),
+            period: Some(p),
+            value: Decimal::from_str(value).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_period_reset_is_not_negative_spend() {
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let dec = period("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z");
+        let points = [
+            pt("2026-11-30T12:00:00Z", "2950", nov),
+            pt("2026-11-30T18:00:00Z", "2970", nov),
+            pt("2026-12-01T06:00:00Z", "15", dec),
+        ];
+        let incs = increments(&points);
+        assert_eq!(incs.len(), 2);
+        assert_eq!(incs[0].amount, Decimal::from(20));
+        assert_eq!(
+            incs[1].amount,
+            Decimal::from(15),
+            "spend since the new period began"
+        );
+        assert_eq!(incs[1].from, ts("2026-12-01T00:00:00Z"));
+        assert!(incs.iter().all(|i| i.amount >= Decimal::ZERO));
+    }
+
+    #[test]
+    fn a_gap_widens_the_interval_instead_of_being_zero() {
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let points = [
+            pt("2026-11-02T00:00:00Z", "100", nov),
+            pt("2026-11-05T00:00:00Z", "400", nov),
+        ];
+        let incs = increments(&points);
+        let rate = rate_per_second(
+            &incs,
+            ts("2026-11-05T00:00:00Z"),
+            SignedDuration::from_hours(24),
+            SignedDuration::ZERO,
+        )
+        .unwrap();
+        assert!(
+            (rate * 86_400.0 - 100.0).abs() < 1e-9,
+            "100/day across the gap, got {}",
+            rate * 86_400.0
+        );
+    }
+
+    #[test]
+    fn linear_forecast_uses_the_recent_rate() {
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        // 80/day for 10 days, then 380/day for two days.
+        let mut points = Vec::new();
+        for day in 1..=10 {
+            points.push(pt(
+                &format!("2026-11-{:02}T00:00:00Z", day + 1),
+                &(80 * day).to_string(),
+                nov,
+            ));
+        }
+        points.push(pt("2026-11-12T00:00:00Z", "1180", nov));
+        points.push(pt("2026-11-13T00:00:00Z", "1560", nov));
+        let f = forecast_period_end(&points, nov, SignedDuration::from_hours(48)).unwrap();
+        assert_eq!(f.rate_per_day, Decimal::from(380));
+        // 1560 + 380/day × 18 days left
+        assert_eq!(f.value, Decimal::from(1560 + 380 * 18));
+
+        let steady =
+            forecast_period_end(&points[..10], nov, SignedDuration::from_hours(72)).unwrap();
+        assert_eq!(steady.value, Decimal::from(800 + 80 * 20));
+    }
+
+    #[test]
+    fn no_forecast_in_the_first_hours_of_a_period() {
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let points = [pt("2026-11-01T06:00:00Z", "20", nov)];
+        assert!(forecast_period_end(&points, nov, SignedDuration::from_hours(72)).is_none());
+        let points = [pt("2026-11-02T06:00:00Z", "100", nov)];
+        let f = forecast_period_end(&points, nov, SignedDuration::from_hours(72)).unwrap();
+        assert_eq!(f.window, SignedDuration::from_hours(30));
+    }
+}

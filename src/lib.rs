@@ -1,0 +1,18 @@
+//! spendwatch: spend alerting and anomaly monitoring for billing APIs.
+//!
+//! Data flows one way: `sources → store → eval → alerting → notify`; `metrics` is a
+//! read-only view of all of them. The types crossing each seam live in [`model`].
+
+pub mod alerting;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod eval;
+pub mod metrics;
+pub mod model;
+pub mod notify;
+pub mod runtime;
+pub mod server;
+pub mod sim;
+pub mod sources;
+pub mod store;

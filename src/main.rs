@@ -1,0 +1,101 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use spendwatch::cli::{self, LogFormat};
+use spendwatch::demo::{DEFAULT_DEMO_LISTEN, DEFAULT_SPEED};
+
+/// Spend alerting and anomaly monitor for billing APIs.
+#[derive(Parser)]
+#[command(name = "spendwatch", version, about)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: poll, store, evaluate, alert, serve /metrics.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file: exit 0 with a summary, or 2 with every bad field's path.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Poll each source once and print what it observed (nothing is stored).
+    PollOnce {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the billing-API simulator standalone.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:9751")]
+        listen: SocketAddr,
+        /// Run a simulated clock this many times faster than real time, from the start of this month.
+        #[arg(long)]
+        speed: Option<f64>,
+    },
+    /// The whole pipeline against the built-in simulator, with a simulated clock.
+    Demo {
+        #[arg(long, default_value = DEFAULT_DEMO_LISTEN)]
+        listen: SocketAddr,
+        /// Stop after this long (real time), e.g. "90s"; default: until Ctrl-C.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+        /// Simulated seconds per real second (default: a 30-day month per minute).
+        #[arg(long, default_value_t = DEFAULT_SPEED)]
+        speed: f64,
+        /// Keep the store and generated config in this directory instead of a temp dir.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    cli::install_crypto_provider();
+    let quiet_by_default = matches!(
+        args.command,
+        Command::Demo { .. } | Command::Check { .. } | Command::PollOnce { .. }
+    );
+    cli::init_logging(
+        args.log_format,
+        if quiet_by_default { "warn" } else { "info" },
+    );
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spendwatch: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Run { config } => cli::run(&config).await,
+            Command::Check { config } => cli::check(&config),
+            Command::PollOnce { config, json } => cli::poll_once(&config, json).await,
+            Command::Sim { listen, speed } => cli::sim(listen, speed).await,
+            Command::Demo {
+                listen,
+                duration,
+                speed,
+                keep,
+            } => cli::demo(listen, duration, speed, keep).await,
+        }
+    });
+    result.unwrap_or_else(|e| {
+        eprintln!("spendwatch: {e:#}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,437 @@
+//! Metric families (prometheus crate). The pipeline reports into these through small typed
+//! methods; this module never calls into the pipeline. Secrets never become label values.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::model::{AlertState, Observation, ObservationKind, Unit};
+
+pub struct Metrics {
+    registry: Registry,
+    spend_period_to_date: GaugeVec,
+    line_item_period_to_date: GaugeVec,
+    usage_period_to_date: GaugeVec,
+    billing_period_end: GaugeVec,
+    forecast: GaugeVec,
+    budget: GaugeVec,
+    budget_ratio: GaugeVec,
+    polls: IntCounterVec,
+    poll_errors: IntCounterVec,
+    poll_duration: HistogramVec,
+    last_successful_poll: GaugeVec,
+    last_data: GaugeVec,
+    observations_written: IntCounterVec,
+    alerts: IntGaugeVec,
+    rule_evaluations: IntCounterVec,
+    rule_evaluation_duration: HistogramVec,
+    alert_transitions: IntCounterVec,
+    outbox_pending: IntGauge,
+    outbox_oldest_pending_age: Gauge,
+    notifications: IntCounterVec,
+    notification_duration: HistogramVec,
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    g
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    c
+}
+
+fn histogram_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: Vec<f64>,
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(h.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    h
+}
+
+fn to_f64(d: rust_decimal::Decimal) -> f64 {
+    d.to_f64().unwrap_or(f64::NAN)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds the fixed set of families. Names and labels are constants, so registration
+    /// cannot fail at run time; a panic here is a programming error caught by every test.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let poll_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        let fast_buckets = vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let m = Metrics {
+            spend_period_to_date: gauge_vec(
+                &r,
+                "spendwatch_spend_period_to_date",
+                "Spend in the current billing period so far, in the account's currency.",
+                &["source", "account", "currency"],
+            ),
+            line_item_period_to_date: gauge_vec(
+                &r,
+                "spendwatch_line_item_spend_period_to_date",
+                "Spend per line item in the current billing period so far, in the account's currency.",
+                &[
+                    "source",
+                    "account",
+                    "currency",
+                    "offering",
+                    "charge_type",
+                    "category",
+                ],
+            ),
+            usage_period_to_date: gauge_vec(
+                &r,
+                "spendwatch_usage_period_to_date",
+                "Usage quantity per line item in the current billing period so far, in the unit named by `unit`.",
+                &["source", "account", "offering", "charge_type", "unit"],
+            ),
+            billing_period_end: gauge_vec(
+                &r,
+                "spendwatch_billing_period_end_timestamp_seconds",
+                "End of the current billing period.",
+                &["source", "account"],
+            ),
+            forecast: gauge_vec(
+                &r,
+                "spendwatch_spend_forecast_period_end",
+                "Forecast spend at the end of the current billing period, in the budget's currency.",
+                &["rule", "source", "account", "currency"],
+            ),
+            budget: gauge_vec(
+                &r,
+                "spendwatch_budget",
+                "Budget amount per billing period, in the budget's currency.",
+                &["rule", "account", "currency"],
+            ),
+            budget_ratio: gauge_vec(
+                &r,
+                "spendwatch_budget_used_ratio",
+                "Period-to-date spend (basis=actual) or forecast (basis=forecast) divided by the budget.",
+                &["rule", "source", "account", "basis"],
+            ),
+            polls: counter_vec(
+                &r,
+                "spendwatch_polls_total",
+                "Polls of one account of a source, by outcome (success or the failure reason).",
+                &["source", "outcome"],
+            ),
+            poll_errors: counter_vec(
+                &r,
+                "spendwatch_poll_errors_total",
+                "Failed polls, by reason (timeout, http_5xx, not_json, malformed, auth, rate_limited, ...).",
+                &["source", "reason"],
+            ),
+            poll_duration: histogram_vec(
+                &r,
+                "spendwatch_poll_duration_seconds",
+                "Duration of one poll of one account, retries included.",
+                &["source"],
+                poll_buckets,
+            ),
+            last_successful_poll: gauge_vec(
+                &r,
+                "spendwatch_last_successful_poll_timestamp_seconds",
+                "Time of the last successful poll of a source.",
+                &["source"],
+            ),
+            last_data: gauge_vec(
+                &r,
+                "spendwatch_last_data_timestamp_seconds",
+                "Newest time described by data from a source and account.",
+                &["source", "account"],
+            ),
+            observations_written: counter_vec(
+                &r,
+                "spendwatch_observations_written_total",
+                "Observations handed to the store, by result (inserted, extended, unchanged, rejected).",
+                &["source", "result"],
+            ),
+            alerts: IntGaugeVec::new(
+                Opts::new("spendwatch_alerts", "Alert instances per rule and state."),
+                &["rule", "state"],
+            )
+            .map(|g| {
+                r.register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("register spendwatch_alerts: {e}"));
+                g
+            })
+            .unwrap_or_else(|e| panic!("metric spendwatch_alerts: {e}")),
+            rule_evaluations: counter_vec(
+                &r,
+                "spendwatch_rule_evaluations_total",
+                "Rule evaluations, by outcome (ok or error).",
+                &["rule", "outcome"],
+            ),
+            rule_evaluation_duration: histogram_vec(
+                &r,
+                "spendwatch_rule_evaluation_duration_seconds",
+                "Duration of one evaluation of one rule.",
+                &["rule"],
+                fast_buckets.clone(),
+            ),
+            alert_transitions: counter_vec(
+                &r,
+                "spendwatch_alert_transitions_total",
+                "Alert state changes, by rule and new state.",
+                &["rule", "state"],
+            ),
+            outbox_pending: {
+                let g = IntGauge::new(
+                    "spendwatch_outbox_pending",
+                    "Notifications waiting in the outbox for delivery.",
+                )
+                .unwrap_or_else(|e| panic!("metric outbox: {e}"));
+                r.register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("register outbox: {e}"));
+                g
+            },
+            outbox_oldest_pending_age: {
+                let g = Gauge::new(
+                    "spendwatch_outbox_oldest_pending_age_seconds",
+                    "Age of the oldest undelivered notification (0 when none).",
+                )
+                .unwrap_or_else(|e| panic!("metric outbox age: {e}"));
+                r.register(Box::new(g.clone()))
+                    .unwrap_or_else(|e| panic!("register outbox age: {e}"));
+                g
+            },
+            notifications: counter_vec(
+                &r,
+                "spendwatch_notifications_total",
+                "Notification delivery attempts, by receiver and outcome (delivered or the failure reason).",
+                &["receiver", "outcome"],
+            ),
+            notification_duration: histogram_vec(
+                &r,
+                "spendwatch_notification_duration_seconds",
+                "Duration of one notification delivery attempt.",
+                &["receiver"],
+                fast_buckets,
+            ),
+            registry: r,
+        };
+        let info = gauge_vec(
+            &m.registry,
+            "spendwatch_build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        m
+    }
+
+    /// Text exposition format for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "Encoding metrics failed.");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Observations stored from a poll: the newest value of each series becomes a gauge.
+    pub fn observed(&self, observations: &[Observation]) {
+        for o in observations {
+            let key = &o.key;
+            let label = |name: &str| key.labels.get(name).map(String::as_str).unwrap_or("");
+            let value = to_f64(o.value);
+            match (o.kind, &o.unit, key.metric.as_str()) {
+                (ObservationKind::PeriodToDate, Unit::Money(c), "estimated_charges") => {
+                    self.spend_period_to_date
+                        .with_label_values(&[&key.source, &key.account, c.as_str()])
+                        .set(value);
+                    if let Some(p) = o.period {
+                        self.billing_period_end
+                            .with_label_values(&[&key.source, &key.account])
+                            .set(p.end.as_second() as f64);
+                    }
+                }
+                (ObservationKind::PeriodToDate, Unit::Money(c), _) => {
+                    self.line_item_period_to_date
+                        .with_label_values(&[
+                            &key.source,
+                            &key.account,
+                            c.as_str(),
+                            label("offering"),
+                            label("charge_type"),
+                            label("category"),
+                        ])
+                        .set(value);
+                }
+                (ObservationKind::Usage, Unit::Quantity(unit), _) => {
+                    self.usage_period_to_date
+                        .with_label_values(&[
+                            &key.source,
+                            &key.account,
+                            label("offering"),
+                            label("charge_type"),
+                            unit,
+                        ])
+                        .set(value);
+                }
+                _ => {}
+            }
+            let gauge = self
+                .last_data
+                .with_label_values(&[&key.source, &key.account]);
+            let at = o.at.as_millisecond() as f64 / 1000.0;
+            if at > gauge.get() {
+                gauge.set(at);
+            }
+        }
+    }
+
+    pub fn observations_written(
+        &self,
+        source: &str,
+        inserted: usize,
+        extended: usize,
+        unchanged: usize,
+    ) {
+        for (result, n) in [
+            ("inserted", inserted),
+            ("extended", extended),
+            ("unchanged", unchanged),
+        ] {
+            self.observations_written
+                .with_label_values(&[source, result])
+                .inc_by(n as u64);
+        }
+    }
+
+    pub fn observations_rejected(&self, source: &str, n: usize) {
+        self.observations_written
+            .with_label_values(&[source, "rejected"])
+            .inc_by(n as u64);
+    }
+
+    pub fn poll_succeeded(&self, source: &str, seconds: f64, now: jiff::Timestamp) {
+        self.polls.with_label_values(&[source, "success"]).inc();
+        self.poll_duration
+            .with_label_values(&[source])
+            .observe(seconds);
+        self.last_successful_poll
+            .with_label_values(&[source])
+            .set(now.as_millisecond() as f64 / 1000.0);
+    }
+
+    pub fn poll_failed(&self, source: &str, reason: &str, seconds: f64) {
+        self.polls.with_label_values(&[source, reason]).inc();
+        self.poll_errors.with_label_values(&[source, reason]).inc();
+        self.poll_duration
+            .with_label_values(&[source])
+            .observe(seconds);
+    }
+
+    pub fn budget_evaluated(
+        &self,
+        rule: &str,
+        source: &str,
+        account: &str,
+        currency: &str,
+        budget: f64,
+        actual_ratio: f64,
+        forecast: Option<f64>,
+    ) {
+        self.budget
+            .with_label_values(&[rule, account, currency])
+            .set(budget);
+        self.budget_ratio
+            .with_label_values(&[rule, source, account, "actual"])
+            .set(actual_ratio);
+        if let Some(f) = forecast {
+            self.forecast
+                .with_label_values(&[rule, source, account, currency])
+                .set(f);
+            self.budget_ratio
+                .with_label_values(&[rule, source, account, "forecast"])
+                .set(f / budget);
+        }
+    }
+
+    pub fn rule_evaluated(&self, rule: &str, ok: bool, seconds: f64) {
+        self.rule_evaluations
+            .with_label_values(&[rule, if ok { "ok" } else { "error" }])
+            .inc();
+        self.rule_evaluation_duration
+            .with_label_values(&[rule])
+            .observe(seconds);
+    }
+
+    pub fn alert_transition(&self, rule: &str, state: AlertState) {
+        self.alert_transitions
+            .with_label_values(&[rule, state.as_str()])
+            .inc();
+    }
+
+    /// Replaces the per-rule alert counts (rules listed with zero counts stay visible).
+    pub fn set_alert_counts(&self, counts: &[(String, AlertState, i64)]) {
+        self.alerts.reset();
+        for (rule, state, n) in counts {
+            self.alerts
+                .with_label_values(&[rule, state.as_str()])
+                .set(*n);
+        }
+    }
+
+    pub fn set_outbox(&self, pending: u64, oldest_age_seconds: f64) {
+        self.outbox_pending.set(pending as i64);
+        self.outbox_oldest_pending_age.set(oldest_age_seconds);
+    }
+
+    pub fn notification_attempt(&self, receiver: &str, outcome: &str, seconds: f64) {
+        self.notifications
+            .with_label_values(&[receiver, outcome])
+            .inc();
+        self.notification_duration
+            .with_label_values(&[receiver])
+            .observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_all_families_with_prefix() {
+        let m = Metrics::new();
+        m.poll_failed("rs", "timeout", 1.0);
+        m.set_outbox(2, 5.0);
+        let text = m.render();
+        assert!(
+            text.contains("spendwatch_polls_total{outcome=\"timeout\",source=\"rs\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("spendwatch_outbox_pending 2"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("spendwatch_"), "{line}");
+        }
+    }
+}

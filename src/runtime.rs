@@ -1,0 +1,324 @@
+//! The daemon: pollers → store → evaluator → alerting → outbox dispatcher, plus the HTTP
+//! server, all stopped by one shutdown signal. Only this module reads the clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::alerting::{AlertEvent, Alerting, Change};
+use crate::config::Config;
+use crate::eval::Evaluator;
+use crate::metrics::Metrics;
+use crate::model::Clock;
+use crate::notify::{Dispatcher, RetryPolicy, SendError};
+use crate::server::{self, ServerState};
+use crate::sources::{PollError, Source};
+use crate::store::{SqliteStore, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("source: {0}")]
+    Source(#[from] PollError),
+    #[error("receiver: {0}")]
+    Receiver(#[from] SendError),
+    #[error("server: {0}")]
+    Server(#[from] std::io::Error),
+}
+
+/// Counters for the end-of-run summary.
+#[derive(Debug, Default)]
+pub struct Totals {
+    pub polls_ok: AtomicU64,
+    pub polls_failed: AtomicU64,
+    pub evaluations: AtomicU64,
+    pub fired: AtomicU64,
+    pub resolved: AtomicU64,
+    pub delivered: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// How often the outbox is checked for due retries (real time).
+    pub dispatch_interval: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dispatch_interval: Duration::from_secs(1),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub struct Runtime {
+    config: Config,
+    clock: Clock,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    totals: Arc<Totals>,
+}
+
+impl Runtime {
+    pub fn open(config: Config, clock: Clock) -> Result<Self, RuntimeError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
+        Ok(Runtime {
+            config,
+            clock,
+            store,
+            metrics: Arc::new(Metrics::new()),
+            totals: Arc::new(Totals::default()),
+        })
+    }
+
+    pub fn totals(&self) -> Arc<Totals> {
+        self.totals.clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Runs until `shutdown` turns true. Alert changes are also sent to `events`, if given.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+        events: Option<mpsc::UnboundedSender<AlertEvent>>,
+        options: RunOptions,
+    ) -> Result<(), RuntimeError> {
+        let ready = Arc::new(AtomicBool::new(false));
+        let evaluate_now = Arc::new(Notify::new());
+        let dispatch_now = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+
+        let app = server::router(ServerState {
+            metrics: self.metrics.clone(),
+            ready: ready.clone(),
+        });
+        let mut server_stop = shutdown.clone();
+        tasks.spawn(async move {
+            let stop = async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                tracing::error!(error = %e, "HTTP server failed.");
+            }
+        });
+
+        for settings in &self.config.sources {
+            let source = Source::build(settings)?;
+            let interval = settings.interval();
+            tasks.spawn(poll_loop(
+                source,
+                interval,
+                self.clock,
+                self.store.clone(),
+                self.metrics.clone(),
+                self.totals.clone(),
+                evaluate_now.clone(),
+                shutdown.clone(),
+            ));
+        }
+
+        let receivers = self
+            .config
+            .receivers
+            .iter()
+            .map(|r| r.name().to_string())
+            .collect();
+        let alerting = Alerting::restore(self.store.as_ref(), receivers)?;
+        tasks.spawn(evaluate_loop(
+            Evaluator::new(self.config.rules.clone()),
+            alerting,
+            self.config.evaluation_interval,
+            self.clock,
+            self.store.clone(),
+            self.metrics.clone(),
+            self.totals.clone(),
+            events,
+            ready,
+            evaluate_now,
+            dispatch_now.clone(),
+            shutdown.clone(),
+        ));
+
+        let dispatcher = Dispatcher::new(
+            &self.config.receivers,
+            self.store.clone(),
+            self.metrics.clone(),
+            options.retry,
+        )?;
+        tasks.spawn(dispatch_loop(
+            dispatcher,
+            options.dispatch_interval,
+            self.totals.clone(),
+            dispatch_now,
+            shutdown,
+        ));
+
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "A pipeline task ended abnormally.");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sleeps `d` of clock time, or returns early (true) when shutdown is requested.
+async fn sleep_or_stop(clock: Clock, d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = clock.sleep(d) => {}
+        _ = shutdown.wait_for(|s| *s) => return true,
+    }
+    *shutdown.borrow()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop(
+    source: Source,
+    interval: Duration,
+    clock: Clock,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    totals: Arc<Totals>,
+    evaluate_now: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        for account in source.accounts() {
+            if *shutdown.borrow() {
+                return;
+            }
+            let at = clock.now();
+            let polled = tokio::select! {
+                p = source.poll_account(account, at, &metrics) => p,
+                _ = shutdown.wait_for(|s| *s) => return,
+            };
+            match polled.result {
+                Ok(observations) => {
+                    totals.polls_ok.fetch_add(1, Ordering::Relaxed);
+                    match store.put_observations(&observations) {
+                        Ok(stats) => {
+                            metrics.observed(&observations);
+                            metrics.observations_written(
+                                source.name(),
+                                stats.inserted,
+                                stats.extended,
+                                stats.unchanged,
+                            );
+                        }
+                        Err(e) => {
+                            metrics.observations_rejected(source.name(), observations.len());
+                            tracing::error!(source = source.name(), account = %account, request_id = %polled.request_id,
+                                error = %e, "Storing observations failed; nothing from this poll was written.");
+                        }
+                    }
+                }
+                Err(_) => {
+                    // Already logged with its request id and counted by reason.
+                    totals.polls_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        evaluate_now.notify_one();
+        if sleep_or_stop(clock, interval, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn evaluate_loop(
+    evaluator: Evaluator,
+    mut alerting: Alerting,
+    interval: Duration,
+    clock: Clock,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    totals: Arc<Totals>,
+    events: Option<mpsc::UnboundedSender<AlertEvent>>,
+    ready: Arc<AtomicBool>,
+    evaluate_now: Arc<Notify>,
+    dispatch_now: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let at = clock.now();
+        let evaluation = evaluator.evaluate(store.as_ref(), at, &metrics);
+        totals.evaluations.fetch_add(1, Ordering::Relaxed);
+        match alerting.apply(
+            &evaluation.transitions,
+            at,
+            Timestamp::now(),
+            store.as_ref(),
+        ) {
+            Ok(changes) => {
+                for event in changes {
+                    metrics.alert_transition(&event.alert.rule, event.alert.state);
+                    match event.change {
+                        Change::Fired => {
+                            totals.fired.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Change::Resolved => {
+                            totals.resolved.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Change::Pending | Change::Dropped => {}
+                    }
+                    tracing::info!(rule = %event.alert.rule, fingerprint = %event.alert.fingerprint,
+                        change = event.change.as_str(), summary = %event.alert.summary, "Alert changed.");
+                    if let Some(tx) = &events {
+                        let _ = tx.send(event);
+                    }
+                }
+                dispatch_now.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "Saving alert state failed; will retry at the next evaluation.")
+            }
+        }
+        metrics.set_alert_counts(&alerting.counts(evaluator.rule_names()));
+        ready.store(true, Ordering::Release);
+        tokio::select! {
+            _ = evaluate_now.notified() => {}
+            _ = clock.sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn dispatch_loop(
+    dispatcher: Dispatcher,
+    interval: Duration,
+    totals: Arc<Totals>,
+    dispatch_now: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        match dispatcher.deliver_due().await {
+            Ok(stats) => {
+                totals
+                    .delivered
+                    .fetch_add(stats.delivered as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!(error = %e, "Reading the outbox failed."),
+        }
+        tokio::select! {
+            _ = dispatch_now.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}

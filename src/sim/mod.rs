@@ -1,0 +1,142 @@
+//! Simulators of the billing APIs (Rackspace Identity + Billing v2 so far), with control
+//! endpoints under `/_sim/` to inject faults and incidents, and a webhook receiver that
+//! records what spendwatch delivers. Used by `spendwatch sim`, `demo` and the tests.
+
+pub mod rackspace;
+pub mod receiver;
+pub mod world;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Clock;
+
+pub const DEFAULT_USERNAME: &str = "demo";
+pub const DEFAULT_API_KEY: &str = "demo-api-key";
+
+/// A fault served instead of a normal billing response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Truncated JSON with a JSON content type.
+    Malformed,
+    /// An HTML error page from a "proxy", status 200.
+    Html,
+    /// 500 with a Rackspace fault body.
+    Status500,
+    /// 429 with `Retry-After: 1`.
+    Status429,
+    /// No answer for `delay_ms` (default 30 s).
+    Timeout,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FaultRequest {
+    pub fault: FaultKind,
+    #[serde(default = "one")]
+    pub count: u32,
+    pub delay_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct SimStats {
+    pub auth_requests: u64,
+    pub billing_requests: u64,
+    pub unauthorized: u64,
+    pub faults_served: u64,
+}
+
+pub(crate) struct Inner {
+    pub accounts: Vec<world::SimAccount>,
+    /// token → real expiry
+    pub tokens: HashMap<String, jiff::Timestamp>,
+    pub faults: VecDeque<FaultRequest>,
+    pub stats: SimStats,
+    pub webhooks: receiver::Received,
+}
+
+/// Shared simulator state.
+#[derive(Clone)]
+pub struct Sim {
+    pub clock: Clock,
+    pub username: String,
+    pub api_key: String,
+    pub token_ttl: std::time::Duration,
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Sim {
+    pub fn new(clock: Clock, accounts: Vec<world::SimAccount>) -> Self {
+        Sim {
+            clock,
+            username: DEFAULT_USERNAME.into(),
+            api_key: DEFAULT_API_KEY.into(),
+            token_ttl: std::time::Duration::from_secs(24 * 3600),
+            inner: Arc::new(Mutex::new(Inner {
+                accounts,
+                tokens: HashMap::new(),
+                faults: VecDeque::new(),
+                stats: SimStats::default(),
+                webhooks: receiver::Received::default(),
+            })),
+        }
+    }
+
+    /// The state lock; a poisoned lock (a panicked handler) is recovered, the data is plain.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn stats(&self) -> SimStats {
+        self.lock().stats.clone()
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v2.0/tokens", post(rackspace::tokens))
+            .route(
+                "/v2/accounts/{ran}/estimated_charges",
+                get(rackspace::estimated_charges),
+            )
+            // The documented `next` links use this spelling.
+            .route(
+                "/v2/accounts/{ran}/estimated-charges",
+                get(rackspace::estimated_charges),
+            )
+            .route("/_sim/faults", post(rackspace::inject_fault))
+            .route("/_sim/expire-tokens", post(rackspace::expire_tokens))
+            .route(
+                "/_sim/accounts/{ran}/adjustments",
+                post(rackspace::add_adjustment),
+            )
+            .route("/_sim/stats", get(rackspace::stats))
+            .route("/_sim/webhook", post(receiver::receive).get(receiver::list))
+            .route("/_sim/webhook/mode", post(receiver::set_mode))
+            .with_state(self.clone())
+    }
+
+    /// Binds and serves until the returned handle is aborted or the process ends.
+    pub async fn start(
+        &self,
+        addr: SocketAddr,
+    ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let app = self.router();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "Simulator server stopped.");
+            }
+        });
+        Ok((local, handle))
+    }
+}

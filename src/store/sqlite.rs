@@ -1,0 +1,549 @@
+//! The embedded SQLite store: WAL, versioned migrations, one connection behind a mutex.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rust_decimal::Decimal;
+
+use super::{OutboxEntry, OutboxStats, PutStats, SeriesFilter, SeriesMeta, Store, StoreError};
+use crate::model::{
+    AlertRecord, Notification, Observation, ObservationKind, Period, Point, SeriesKey, Unit,
+};
+
+/// Applied in order; `PRAGMA user_version` records how many ran. Never edit a shipped entry.
+const MIGRATIONS: &[&str] = &[
+    // 1: series, points, alerts, outbox
+    "CREATE TABLE series (
+        id INTEGER PRIMARY KEY,
+        canonical TEXT NOT NULL UNIQUE,
+        source TEXT NOT NULL,
+        account TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        unit TEXT NOT NULL
+     );
+     CREATE INDEX series_by_source_metric ON series (source, metric);
+     CREATE TABLE points (
+        series_id INTEGER NOT NULL REFERENCES series (id),
+        at_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        period_start_ms INTEGER,
+        period_end_ms INTEGER,
+        value TEXT NOT NULL,
+        PRIMARY KEY (series_id, at_ms)
+     ) WITHOUT ROWID;
+     CREATE TABLE alerts (
+        fingerprint TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        record TEXT NOT NULL
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        receiver TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        next_attempt_ms INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivered_ms INTEGER,
+        last_error TEXT
+     );
+     CREATE INDEX outbox_due ON outbox (delivered_ms, next_attempt_ms);",
+];
+
+struct Inner {
+    conn: Connection,
+    /// canonical series key → (row id, "kind in unit"), so hot polls skip a lookup.
+    series_ids: HashMap<String, (i64, String)>,
+}
+
+pub struct SqliteStore {
+    inner: Mutex<Inner>,
+}
+
+fn ms(ts: Timestamp) -> i64 {
+    ts.as_millisecond()
+}
+
+fn from_ms(table: &'static str, v: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_millisecond(v).map_err(|e| StoreError::Corrupt {
+        table,
+        reason: format!("timestamp {v}: {e}"),
+    })
+}
+
+fn corrupt(table: &'static str, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: reason.into(),
+    }
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(mut conn: Connection) -> Result<Self, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(0);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Open {
+                path: conn.path().unwrap_or("").to_string(),
+                reason: format!(
+                    "store schema version {version} is newer than this build supports ({})",
+                    MIGRATIONS.len()
+                ),
+            });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(SqliteStore {
+            inner: Mutex::new(Inner {
+                conn,
+                series_ids: HashMap::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+        self.inner.lock().map_err(|_| StoreError::Poisoned)
+    }
+}
+
+/// The series row for an observation, created on first sight. A series keeps its kind
+/// and unit for life: an observation that disagrees is refused.
+fn series_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, (i64, String)>,
+    obs: &Observation,
+) -> Result<i64, StoreError> {
+    let canonical = obs.key.canonical();
+    let kind = obs.kind.as_str();
+    let unit = obs.unit.encode();
+    let shape = format!("{kind} in {unit}");
+    let cached = cache.get(&canonical).cloned();
+    let existing = match cached {
+        Some(hit) => Some(hit),
+        None => tx
+            .query_row(
+                "SELECT id, kind, unit FROM series WHERE canonical = ?1",
+                [&canonical],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        format!("{} in {}", r.get::<_, String>(1)?, r.get::<_, String>(2)?),
+                    ))
+                },
+            )
+            .optional()?,
+    };
+    if let Some((id, stored)) = existing {
+        if stored != shape {
+            return Err(StoreError::Conflict {
+                series: obs.key.to_string(),
+                stored,
+                incoming: shape,
+            });
+        }
+        cache.insert(canonical, (id, stored));
+        return Ok(id);
+    }
+    let labels =
+        serde_json::to_string(&obs.key.labels).map_err(|e| corrupt("series", e.to_string()))?;
+    tx.execute(
+        "INSERT INTO series (canonical, source, account, metric, labels, kind, unit) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![canonical, obs.key.source, obs.key.account, obs.key.metric, labels, kind, unit],
+    )?;
+    let id = tx.last_insert_rowid();
+    cache.insert(canonical, (id, shape));
+    Ok(id)
+}
+
+fn row_point(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<(i64, i64, Option<i64>, Option<i64>, String)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_point(raw: (i64, i64, Option<i64>, Option<i64>, String)) -> Result<Point, StoreError> {
+    let (at, last_seen, ps, pe, value) = raw;
+    let period = match (ps, pe) {
+        (Some(s), Some(e)) => Some(Period {
+            start: from_ms("points", s)?,
+            end: from_ms("points", e)?,
+        }),
+        _ => None,
+    };
+    Ok(Point {
+        at: from_ms("points", at)?,
+        last_seen: from_ms("points", last_seen)?,
+        period,
+        value: Decimal::from_str(&value)
+            .map_err(|e| corrupt("points", format!("value {value:?}: {e}")))?,
+    })
+}
+
+fn put_batch(
+    conn: &mut Connection,
+    series_ids: &mut HashMap<String, (i64, String)>,
+    observations: &[Observation],
+) -> Result<PutStats, StoreError> {
+    let tx = conn.transaction()?;
+    let mut stats = PutStats::default();
+    for obs in observations {
+        let id = series_id(&tx, series_ids, obs)?;
+        let at = ms(obs.at);
+        let value = obs.value.normalize().to_string();
+        let (ps, pe) = match obs.period {
+            Some(p) => (Some(ms(p.start)), Some(ms(p.end))),
+            None => (None, None),
+        };
+        let latest = tx
+                .query_row(
+                    &format!("SELECT {POINT_COLUMNS} FROM points WHERE series_id = ?1 ORDER BY at_ms DESC LIMIT 1"),
+                    [id],
+                    row_point,
+                )
+                .optional()?;
+        if let Some((l_at, l_seen, l_ps, l_pe, l_value)) = latest {
+            let same = l_value == value && l_ps == ps && l_pe == pe;
+            if same && at >= l_at && at <= l_seen {
+                stats.unchanged += 1;
+                continue;
+            }
+            if same && at > l_seen {
+                tx.execute(
+                    "UPDATE points SET last_seen_ms = ?1 WHERE series_id = ?2 AND at_ms = ?3",
+                    params![at, id, l_at],
+                )?;
+                stats.extended += 1;
+                continue;
+            }
+        }
+        // A value for an instant already stored is a restatement by the API: it replaces.
+        tx.execute(
+                "INSERT INTO points (series_id, at_ms, last_seen_ms, period_start_ms, period_end_ms, value)
+                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (series_id, at_ms) DO UPDATE SET
+                   value = excluded.value, period_start_ms = excluded.period_start_ms,
+                   period_end_ms = excluded.period_end_ms",
+                params![id, at, ps, pe, value],
+            )?;
+        stats.inserted += 1;
+    }
+    tx.commit()?;
+    Ok(stats)
+}
+
+const POINT_COLUMNS: &str = "at_ms, last_seen_ms, period_start_ms, period_end_ms, value";
+
+impl Store for SqliteStore {
+    fn put_observations(&self, observations: &[Observation]) -> Result<PutStats, StoreError> {
+        let mut inner = self.lock()?;
+        let Inner { conn, series_ids } = &mut *inner;
+        let result = put_batch(conn, series_ids, observations);
+        if result.is_err() {
+            // The transaction rolled back: ids cached during it may not exist.
+            series_ids.clear();
+        }
+        result
+    }
+
+    fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<SeriesMeta>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(
+            "SELECT source, account, metric, labels, kind, unit FROM series
+             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR metric = ?2)
+             ORDER BY canonical",
+        )?;
+        let rows = stmt.query_map(params![filter.source, filter.metric], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, String>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (source, account, metric, labels, kind, unit) = row?;
+            if !filter.accounts.is_empty() && !filter.accounts.contains(&account) {
+                continue;
+            }
+            let labels: BTreeMap<String, String> = serde_json::from_str(&labels)
+                .map_err(|e| corrupt("series", format!("labels: {e}")))?;
+            out.push(SeriesMeta {
+                key: SeriesKey {
+                    source,
+                    account,
+                    metric,
+                    labels,
+                },
+                kind: ObservationKind::parse(&kind)
+                    .ok_or_else(|| corrupt("series", format!("kind {kind:?}")))?,
+                unit: Unit::decode(&unit)
+                    .ok_or_else(|| corrupt("series", format!("unit {unit:?}")))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn points(
+        &self,
+        key: &SeriesKey,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Point>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {POINT_COLUMNS} FROM points JOIN series ON series.id = points.series_id
+             WHERE series.canonical = ?1 AND at_ms >= ?2 AND at_ms <= ?3 ORDER BY at_ms"
+        ))?;
+        let rows = stmt.query_map(params![key.canonical(), ms(from), ms(to)], row_point)?;
+        rows.map(|r| to_point(r?)).collect()
+    }
+
+    fn latest_point(&self, key: &SeriesKey) -> Result<Option<Point>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {POINT_COLUMNS} FROM points JOIN series ON series.id = points.series_id
+             WHERE series.canonical = ?1 ORDER BY at_ms DESC LIMIT 1"
+        ))?;
+        stmt.query_row([key.canonical()], row_point)
+            .optional()?
+            .map(to_point)
+            .transpose()
+    }
+
+    fn load_alerts(&self) -> Result<Vec<AlertRecord>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner
+            .conn
+            .prepare_cached("SELECT record FROM alerts ORDER BY fingerprint")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|r| serde_json::from_str(&r?).map_err(|e| corrupt("alerts", e.to_string())))
+            .collect()
+    }
+
+    fn save_alert(
+        &self,
+        alert: &AlertRecord,
+        notifications: &[Notification],
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let record = serde_json::to_string(alert).map_err(|e| corrupt("alerts", e.to_string()))?;
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO alerts (fingerprint, rule, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT (fingerprint) DO UPDATE SET rule = excluded.rule, record = excluded.record",
+            params![alert.fingerprint, alert.rule, record],
+        )?;
+        for n in notifications {
+            let payload = serde_json::to_string(n).map_err(|e| corrupt("outbox", e.to_string()))?;
+            // The idempotency key is deterministic: re-enqueueing the same notification is a no-op.
+            tx.execute(
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
+                params![n.idempotency_key, n.receiver, payload, ms(now)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn due_notifications(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(
+            "SELECT id, payload, attempts, created_ms FROM outbox
+             WHERE delivered_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![ms(now), limit as i64], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, payload, attempts, created) = row?;
+            out.push(OutboxEntry {
+                id,
+                notification: serde_json::from_str(&payload)
+                    .map_err(|e| corrupt("outbox", e.to_string()))?,
+                attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                created_at: from_ms("outbox", created)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn mark_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
+        let inner = self.lock()?;
+        inner.conn.execute(
+            "UPDATE outbox SET delivered_ms = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
+            params![ms(at), id],
+        )?;
+        Ok(())
+    }
+
+    fn mark_attempt_failed(
+        &self,
+        id: i64,
+        next_attempt_at: Timestamp,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        let inner = self.lock()?;
+        inner.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?1, last_error = ?2 WHERE id = ?3",
+            params![ms(next_attempt_at), error, id],
+        )?;
+        Ok(())
+    }
+
+    fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        let inner = self.lock()?;
+        let (pending, oldest, delivered): (i64, Option<i64>, i64) = inner.conn.query_row(
+            "SELECT COUNT(*) FILTER (WHERE delivered_ms IS NULL),
+                    MIN(created_ms) FILTER (WHERE delivered_ms IS NULL),
+                    COUNT(*) FILTER (WHERE delivered_ms IS NOT NULL)
+             FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(OutboxStats {
+            pending: pending.max(0) as u64,
+            oldest_pending: oldest.map(|v| from_ms("outbox", v)).transpose()?,
+            delivered: delivered.max(0) as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Currency;
+
+    fn obs(at: &str, value: &str) -> Observation {
+        Observation {
+            key: SeriesKey::new("rs", "020-1", "estimated_charges").with_label("currency", "USD"),
+            at: at.parse().unwrap(),
+            period: Some(Period {
+                start: "2026-11-01T00:00:00Z".parse().unwrap(),
+                end: "2026-12-01T00:00:00Z".parse().unwrap(),
+            }),
+            value: Decimal::from_str(value).unwrap(),
+            kind: ObservationKind::PeriodToDate,
+            unit: Unit::Money(Currency::new("USD").unwrap()),
+        }
+    }
+
+    #[test]
+    fn repolling_the_same_data_adds_nothing() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let batch = [obs("2026-11-02T00:00:00Z", "10.00")];
+        assert_eq!(store.put_observations(&batch).unwrap().inserted, 1);
+        assert_eq!(store.put_observations(&batch).unwrap().unchanged, 1);
+        // Same value polled later only extends the run.
+        let later = [obs("2026-11-02T01:00:00Z", "10")];
+        assert_eq!(store.put_observations(&later).unwrap().extended, 1);
+        let key = &batch[0].key;
+        let points = store
+            .points(
+                key,
+                Timestamp::UNIX_EPOCH,
+                "2027-01-01T00:00:00Z".parse().unwrap(),
+            )
+            .unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].last_seen, "2026-11-02T01:00:00Z".parse().unwrap());
+        // A new value is a new point.
+        store
+            .put_observations(&[obs("2026-11-02T02:00:00Z", "12.50")])
+            .unwrap();
+        assert_eq!(
+            store.latest_point(key).unwrap().unwrap().value,
+            Decimal::from_str("12.5").unwrap()
+        );
+    }
+
+    #[test]
+    fn conflicting_kind_is_refused_and_nothing_is_written() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .put_observations(&[obs("2026-11-02T00:00:00Z", "10")])
+            .unwrap();
+        let mut bad = obs("2026-11-03T00:00:00Z", "99");
+        bad.kind = ObservationKind::PeriodTotal;
+        let good = obs("2026-11-03T00:00:00Z", "11");
+        assert!(matches!(
+            store.put_observations(&[good.clone(), bad]),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(
+            store.latest_point(&good.key).unwrap().unwrap().value,
+            Decimal::from(10),
+            "the batch is all or nothing"
+        );
+    }
+
+    #[test]
+    fn history_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .put_observations(&[obs("2026-11-02T00:00:00Z", "10")])
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let key = obs("2026-11-02T00:00:00Z", "10").key;
+        assert_eq!(
+            store.latest_point(&key).unwrap().unwrap().value,
+            Decimal::from(10)
+        );
+        assert_eq!(
+            store.list_series(&SeriesFilter::default()).unwrap().len(),
+            1
+        );
+    }
+}
