@@ -318,7 +318,19 @@ async fn dispatch_loop(
         tokio::select! {
             _ = dispatch_now.notified() => {}
             _ = tokio::time::sleep(interval) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
+            _ = shutdown.wait_for(|s| *s) => break,
         }
     }
+    // One last bounded pass, so a clean shutdown does not leave due notifications behind.
+    match tokio::time::timeout(DRAIN_TIMEOUT, dispatcher.deliver_due()).await {
+        Ok(Ok(stats)) => {
+            totals
+                .delivered
+                .fetch_add(stats.delivered as u64, Ordering::Relaxed);
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "Reading the outbox failed."),
+        Err(_) => tracing::warn!("Outbox drain timed out; the rest is delivered after restart."),
+    }
 }
+
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);

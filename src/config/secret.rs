@@ -130,7 +130,9 @@ mod tests {
 
     /// As the config loader does it: TOML → value → typed, so errors never quote source lines.
     fn parse(text: &str) -> Result<Holder, String> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
         Holder::deserialize(toml::Value::Table(table)).map_err(|e| e.to_string())
     }
 

@@ -65,6 +65,11 @@ pub async fn set_mode(State(sim): State<Sim>, Json(mode): Json<Mode>) -> StatusC
 }
 
 impl Sim {
+    /// Every delivery attempt received, in order.
+    pub fn webhook_requests(&self) -> Vec<ReceivedWebhook> {
+        self.lock().webhooks.requests.clone()
+    }
+
     /// Deliveries the receiver accepted (2xx).
     pub fn accepted_webhooks(&self) -> Vec<ReceivedWebhook> {
         self.lock()

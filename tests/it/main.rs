@@ -1,1 +1,7 @@
+//! One integration-test binary: the real `spendwatch` binary against the simulator on 127.0.0.1.
 
+mod cli;
+mod e2e;
+mod faults;
+mod restart;
+mod support;
