@@ -9,6 +9,17 @@ use rust_decimal::prelude::ToPrimitive;
 
 use crate::model::{AlertState, Observation, ObservationKind, Unit};
 
+/// One budget evaluation of one account, as metric values.
+pub struct BudgetSample<'a> {
+    pub rule: &'a str,
+    pub source: &'a str,
+    pub account: &'a str,
+    pub currency: &'a str,
+    pub budget: f64,
+    pub actual: f64,
+    pub forecast: Option<f64>,
+}
+
 pub struct Metrics {
     registry: Registry,
     spend_period_to_date: GaugeVec,
@@ -36,6 +47,15 @@ pub struct Metrics {
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let g = GaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    g
+}
+
+fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(g.clone()))
@@ -171,16 +191,12 @@ impl Metrics {
                 "Observations handed to the store, by result (inserted, extended, unchanged, rejected).",
                 &["source", "result"],
             ),
-            alerts: IntGaugeVec::new(
-                Opts::new("spendwatch_alerts", "Alert instances per rule and state."),
+            alerts: int_gauge_vec(
+                &r,
+                "spendwatch_alerts",
+                "Alert instances per rule and state.",
                 &["rule", "state"],
-            )
-            .map(|g| {
-                r.register(Box::new(g.clone()))
-                    .unwrap_or_else(|e| panic!("register spendwatch_alerts: {e}"));
-                g
-            })
-            .unwrap_or_else(|e| panic!("metric spendwatch_alerts: {e}")),
+            ),
             rule_evaluations: counter_vec(
                 &r,
                 "spendwatch_rule_evaluations_total",
@@ -349,29 +365,20 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn budget_evaluated(
-        &self,
-        rule: &str,
-        source: &str,
-        account: &str,
-        currency: &str,
-        budget: f64,
-        actual_ratio: f64,
-        forecast: Option<f64>,
-    ) {
+    pub fn budget_evaluated(&self, b: &BudgetSample<'_>) {
         self.budget
-            .with_label_values(&[rule, account, currency])
-            .set(budget);
+            .with_label_values(&[b.rule, b.account, b.currency])
+            .set(b.budget);
         self.budget_ratio
-            .with_label_values(&[rule, source, account, "actual"])
-            .set(actual_ratio);
-        if let Some(f) = forecast {
+            .with_label_values(&[b.rule, b.source, b.account, "actual"])
+            .set(b.actual / b.budget);
+        if let Some(f) = b.forecast {
             self.forecast
-                .with_label_values(&[rule, source, account, currency])
+                .with_label_values(&[b.rule, b.source, b.account, b.currency])
                 .set(f);
             self.budget_ratio
-                .with_label_values(&[rule, source, account, "forecast"])
-                .set(f / budget);
+                .with_label_values(&[b.rule, b.source, b.account, "forecast"])
+                .set(f / b.budget);
         }
     }
 

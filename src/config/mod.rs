@@ -289,6 +289,8 @@ pub struct WebhookReceiver {
 #[derive(Default)]
 pub struct Checker {
     pub errors: Vec<ConfigError>,
+    /// Directory of the config file: relative paths in it are relative to here.
+    pub base_dir: PathBuf,
 }
 
 impl Checker {
@@ -348,7 +350,11 @@ impl Checker {
     }
 
     pub fn secret(&mut self, path: &str, reference: &SecretRef) -> Secret {
-        match reference.load() {
+        let resolved = match reference {
+            SecretRef::File(p) if p.is_relative() => SecretRef::File(self.base_dir.join(p)),
+            other => other.clone(),
+        };
+        match resolved.load() {
             Ok(s) => s,
             Err(e) => {
                 self.error(path, e);
@@ -414,7 +420,10 @@ pub fn parse_raw(text: &str) -> Result<RawConfig, ConfigError> {
 
 /// Checks a raw config completely; returns every error found.
 pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigError>> {
-    let mut c = Checker::default();
+    let mut c = Checker {
+        errors: Vec::new(),
+        base_dir: base_dir.to_path_buf(),
+    };
 
     let listen_text = raw.server.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
     let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {

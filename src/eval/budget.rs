@@ -10,7 +10,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::EvalError;
 use super::ptd::{Forecast, forecast_period_end};
 use crate::config::{Basis, BudgetLevel, BudgetRule};
-use crate::metrics::Metrics;
+use crate::metrics::{BudgetSample, Metrics};
 use crate::model::{Finding, Money, Outcome, Point, Transition, Unit};
 use crate::sources::rackspace::map::METRIC_TOTAL;
 use crate::store::{SeriesFilter, Store};
@@ -88,17 +88,15 @@ pub fn evaluate(
         }
         let forecast = forecast_period_end(&points, period, signed(rule.forecast_window));
         let budget = rule.budget.amount.to_f64().unwrap_or(f64::NAN);
-        metrics.budget_evaluated(
-            &rule.name,
-            &meta.key.source,
-            &meta.key.account,
-            currency.as_str(),
+        metrics.budget_evaluated(&BudgetSample {
+            rule: &rule.name,
+            source: &meta.key.source,
+            account: &meta.key.account,
+            currency: currency.as_str(),
             budget,
-            (latest.value / rule.budget.amount)
-                .to_f64()
-                .unwrap_or(f64::NAN),
-            forecast.as_ref().and_then(|f| f.value.to_f64()),
-        );
+            actual: latest.value.to_f64().unwrap_or(f64::NAN),
+            forecast: forecast.as_ref().and_then(|f| f.value.to_f64()),
+        });
         for level in &rule.levels {
             let t = base(level);
             out.push(judge(

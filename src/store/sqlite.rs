@@ -189,13 +189,14 @@ fn series_id(
     Ok(id)
 }
 
-fn row_point(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(i64, i64, Option<i64>, Option<i64>, String)> {
+/// A `points` row as read: at, last_seen, period start, period end (ms) and value text.
+type RawPoint = (i64, i64, Option<i64>, Option<i64>, String);
+
+fn row_point(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawPoint> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
 }
 
-fn to_point(raw: (i64, i64, Option<i64>, Option<i64>, String)) -> Result<Point, StoreError> {
+fn to_point(raw: RawPoint) -> Result<Point, StoreError> {
     let (at, last_seen, ps, pe, value) = raw;
     let period = match (ps, pe) {
         (Some(s), Some(e)) => Some(Period {

@@ -178,15 +178,12 @@ async fn secrets_never_appear_in_any_output() {
         "{}",
         outputs[1]
     );
-    let json: serde_json::Value = serde_json::from_str(
-        outputs[2]
-            .lines()
-            .skip_while(|l| !l.starts_with('['))
-            .collect::<Vec<_>>()
-            .join("\n")
-            .as_str(),
+    let json_stdout = String::from_utf8_lossy(
+        &run_cli(&["poll-once", "--json", "--config", cfg], &env, None).stdout,
     )
-    .expect("poll-once --json prints JSON");
+    .into_owned();
+    let json: serde_json::Value =
+        serde_json::from_str(&json_stdout).expect("poll-once --json prints JSON on stdout");
     assert_eq!(json[0]["ok"], true);
     assert_eq!(json[0]["observations"].as_array().unwrap().len(), 7);
 

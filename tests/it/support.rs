@@ -182,15 +182,19 @@ impl Daemon {
             log,
         };
         let url = format!("{}/readyz", daemon.base);
-        eventually("daemon /readyz", Duration::from_secs(20), || async {
-            reqwest::get(&url)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await;
-        daemon
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match reqwest::get(&url).await {
+                Ok(r) if r.status().is_success() => return daemon,
+                _ if Instant::now() > deadline => {
+                    panic!(
+                        "daemon not ready after 20s; its log:\n{}",
+                        daemon.log_text()
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     pub async fn metrics(&self) -> String {
