@@ -100,6 +100,25 @@ impl Sim {
         self.lock().stats.clone()
     }
 
+    /// Queues a fault for the next `count` billing requests.
+    pub fn inject_fault(&self, fault: FaultRequest) {
+        if fault.count > 0 {
+            self.lock().faults.push_back(fault);
+        }
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Expires every token issued so far: the next billing call answers 401.
+    pub fn expire_tokens(&self) {
+        let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
+        for exp in self.lock().tokens.values_mut() {
+            *exp = past;
+        }
+    }
+
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v2.0/tokens", post(rackspace::tokens))

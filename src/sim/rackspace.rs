@@ -216,18 +216,12 @@ async fn serve_fault(f: &FaultRequest) -> Response {
 }
 
 pub async fn inject_fault(State(sim): State<Sim>, Json(f): Json<FaultRequest>) -> StatusCode {
-    if f.count > 0 {
-        sim.lock().faults.push_back(f);
-    }
+    sim.inject_fault(f);
     StatusCode::NO_CONTENT
 }
 
 pub async fn expire_tokens(State(sim): State<Sim>) -> StatusCode {
-    let mut inner = sim.lock();
-    let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
-    for exp in inner.tokens.values_mut() {
-        *exp = past;
-    }
+    sim.expire_tokens();
     StatusCode::NO_CONTENT
 }
 

@@ -6,3 +6,6 @@ pub mod map;
 pub mod wire;
 
 pub use client::RackspaceClient;
+
+#[cfg(test)]
+mod tests;

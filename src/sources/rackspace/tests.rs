@@ -1,0 +1,166 @@
+//! The Rackspace client against the project's simulator on 127.0.0.1: paging, token
+//! refresh, the retry table and faults. Each case checks what was (not) returned.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use super::RackspaceClient;
+use super::config::RackspaceSettings;
+use super::map::{METRIC_LINE_ITEM, METRIC_TOTAL, METRIC_USAGE};
+use crate::config::Secret;
+use crate::model::Clock;
+use crate::sim::{self, FaultKind, FaultRequest, Sim};
+use crate::sources::http::{HttpPolicy, PollErrorKind};
+
+async fn sim() -> (Sim, SocketAddr) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = Sim::new(Clock::System, sim::world::demo_world());
+    let (addr, _task) = sim
+        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .unwrap();
+    (sim, addr)
+}
+
+fn client(addr: SocketAddr, api_key: &str, page_size: u32, max_retries: usize) -> RackspaceClient {
+    RackspaceClient::new(RackspaceSettings {
+        name: "rs".into(),
+        username: sim::DEFAULT_USERNAME.into(),
+        api_key: Secret::new(api_key),
+        accounts: vec!["020-1001".into()],
+        interval: Duration::from_secs(60),
+        identity_url: format!("http://{addr}/v2.0/").parse().unwrap(),
+        billing_url: format!("http://{addr}/v2/").parse().unwrap(),
+        page_size,
+        max_pages: 10,
+        policy: HttpPolicy {
+            timeout: Duration::from_millis(500),
+            max_retries,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+            ..HttpPolicy::default()
+        },
+    })
+    .unwrap()
+}
+
+async fn fault(sim: &Sim, fault: FaultKind, count: u32) {
+    sim.inject_fault(FaultRequest {
+        fault,
+        count,
+        delay_ms: Some(2_000),
+    });
+}
+
+#[tokio::test]
+async fn reads_every_page_and_maps_all_series() {
+    let (sim, addr) = sim().await;
+    for page_size in [1, 2, 200] {
+        let obs = client(addr, sim::DEFAULT_API_KEY, page_size, 0)
+            .poll_account("020-1001", Timestamp::now(), "t", |_| {})
+            .await
+            .unwrap();
+        let count = |m: &str| obs.iter().filter(|o| o.key.metric == m).count();
+        assert_eq!(
+            (
+                count(METRIC_TOTAL),
+                count(METRIC_LINE_ITEM),
+                count(METRIC_USAGE)
+            ),
+            (1, 3, 3),
+            "page size {page_size}"
+        );
+        let items: Decimal = obs
+            .iter()
+            .filter(|o| o.key.metric == METRIC_LINE_ITEM)
+            .map(|o| o.value)
+            .sum();
+        assert_eq!(items, obs[0].value, "line items add up to the total");
+    }
+    assert_eq!(sim.stats().auth_requests, 3, "one token per client");
+}
+
+#[tokio::test]
+async fn cached_token_is_reused_and_refreshed_after_a_401() {
+    let (sim, addr) = sim().await;
+    let c = client(addr, sim::DEFAULT_API_KEY, 200, 0);
+    for _ in 0..3 {
+        c.poll_account("020-1001", Timestamp::now(), "t", |_| {})
+            .await
+            .unwrap();
+    }
+    assert_eq!(sim.stats().auth_requests, 1);
+    sim.expire_tokens();
+    c.poll_account("020-1001", Timestamp::now(), "t", |_| {})
+        .await
+        .unwrap();
+    let stats = sim.stats();
+    assert_eq!((stats.auth_requests, stats.unauthorized), (2, 1));
+}
+
+#[tokio::test]
+async fn wrong_api_key_is_an_auth_error() {
+    let (_sim, addr) = sim().await;
+    let err = client(addr, "not-the-key", 200, 3)
+        .poll_account("020-1001", Timestamp::now(), "t", |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PollErrorKind::Auth);
+    assert!(!err.message.contains("not-the-key"));
+}
+
+#[tokio::test]
+async fn unknown_account_is_a_client_error_without_retries() {
+    let (sim, addr) = sim().await;
+    let err = client(addr, sim::DEFAULT_API_KEY, 200, 3)
+        .poll_account("020-9999", Timestamp::now(), "t", |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PollErrorKind::Client);
+    assert!(err.message.contains("Account not Found"), "{}", err.message);
+    assert_eq!(sim.stats().billing_requests, 1, "a 404 is not retried");
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_within_the_poll() {
+    let (sim, addr) = sim().await;
+    for kind in [
+        FaultKind::Status500,
+        FaultKind::Status429,
+        FaultKind::Html,
+        FaultKind::Timeout,
+    ] {
+        fault(&sim, kind, 1).await;
+        let mut attempts = Vec::new();
+        let obs = client(addr, sim::DEFAULT_API_KEY, 200, 1)
+            .poll_account("020-1001", Timestamp::now(), "t", |e| attempts.push(e.kind))
+            .await;
+        assert!(obs.is_ok(), "{kind:?} then success: {obs:?}");
+    }
+    assert_eq!(sim.stats().faults_served, 4);
+}
+
+#[tokio::test]
+async fn persistent_faults_fail_with_their_reason() {
+    let (sim, addr) = sim().await;
+    for (kind, reason) in [
+        (FaultKind::Malformed, PollErrorKind::Malformed),
+        (FaultKind::Html, PollErrorKind::NotJson),
+        (FaultKind::Status500, PollErrorKind::Server),
+        (FaultKind::Status429, PollErrorKind::RateLimited),
+        (FaultKind::Timeout, PollErrorKind::Timeout),
+    ] {
+        fault(&sim, kind, 2).await;
+        let mut failures = Vec::new();
+        let err = client(addr, sim::DEFAULT_API_KEY, 200, 1)
+            .poll_account("020-1001", Timestamp::now(), "t", |e| failures.push(e.kind))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, reason, "{kind:?}");
+        assert_eq!(failures, vec![reason], "the final failure is reported once");
+        sim.clear_faults();
+    }
+}
