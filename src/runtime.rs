@@ -138,7 +138,16 @@ impl Runtime {
             .iter()
             .map(|r| r.name().to_string())
             .collect();
-        let alerting = Alerting::restore(self.store.as_ref(), receivers)?;
+        let mut alerting = Alerting::restore(self.store.as_ref(), receivers)?;
+        let rule_names = self.config.rules.iter().map(|r| r.name());
+        for event in alerting.retire_removed_rules(
+            rule_names,
+            self.clock.now(),
+            Timestamp::now(),
+            self.store.as_ref(),
+        )? {
+            tracing::info!(rule = %event.alert.rule, fingerprint = %event.alert.fingerprint, "Resolved an alert of a removed rule.");
+        }
         tasks.spawn(evaluate_loop(
             Evaluator::new(self.config.rules.clone()),
             alerting,
