@@ -220,6 +220,15 @@ impl Daemon {
         .await
     }
 
+    /// Waits until the sum of a counter has grown by `n` from now: "n more polls/evaluations".
+    pub async fn wait_for_more(&self, what: &str, parts: &[&str], n: f64) {
+        let before = metric_sum(&self.metrics().await, parts);
+        eventually(what, Duration::from_secs(30), || async {
+            (metric_sum(&self.metrics().await, parts) >= before + n).then_some(())
+        })
+        .await;
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
