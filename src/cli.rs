@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::{Clock, Observation};
 use crate::runtime::{RunOptions, Runtime};
 use crate::sim::{self, Sim};
-use crate::sources::Source;
+use crate::sources::{self, poll_target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -127,11 +127,10 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let mut all_ok = true;
     let mut json_out = Vec::new();
     for settings in &config.sources {
-        let source = Source::build(settings)?;
-        for account in source.accounts() {
-            let polled = source
-                .poll_account(account, jiff::Timestamp::now(), &metrics)
-                .await;
+        let source = sources::build(settings)?;
+        for target in source.targets() {
+            let polled =
+                poll_target(source.as_ref(), &target, jiff::Timestamp::now(), &metrics).await;
             let (observations, error) = match &polled.result {
                 Ok(o) => (o.as_slice(), None),
                 Err(e) => (&[][..], Some(e)),
@@ -140,7 +139,7 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
             if json {
                 json_out.push(serde_json::to_value(PolledJson {
                     source: &polled.source,
-                    account: &polled.account,
+                    account: &polled.target,
                     request_id: &polled.request_id,
                     ok: error.is_none(),
                     error: error.map(|e| e.message.clone()),
@@ -152,13 +151,13 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
             match error {
                 Some(e) => println!(
                     "{} {}: FAILED ({}) {} [request {}]",
-                    polled.source, polled.account, e.kind, e.message, polled.request_id
+                    polled.source, polled.target, e.kind, e.message, polled.request_id
                 ),
                 None => {
                     println!(
                         "{} {}: {} observation(s) in {:.2}s [request {}]",
                         polled.source,
-                        polled.account,
+                        polled.target,
                         observations.len(),
                         polled.seconds,
                         polled.request_id

@@ -7,7 +7,12 @@ use prometheus::{
 };
 use rust_decimal::prelude::ToPrimitive;
 
-use crate::model::{AlertState, Observation, ObservationKind, Unit};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+
+use crate::model::{AlertState, Observation, ObservationKind, series};
 
 /// One budget evaluation of one account, as metric values.
 pub struct BudgetSample<'a> {
@@ -23,8 +28,15 @@ pub struct BudgetSample<'a> {
 pub struct Metrics {
     registry: Registry,
     spend_period_to_date: GaugeVec,
+    spend_last_period_total: GaugeVec,
     line_item_period_to_date: GaugeVec,
+    line_item_last_period_total: GaugeVec,
     usage_period_to_date: GaugeVec,
+    usage_last_period_total: GaugeVec,
+    traffic: GaugeVec,
+    /// Per series: the data time behind each gauge value, so older data never overwrites newer.
+    gauge_times: Mutex<HashMap<String, Timestamp>>,
+    data_lag: GaugeVec,
     billing_period_end: GaugeVec,
     forecast: GaugeVec,
     budget: GaugeVec,
@@ -111,24 +123,48 @@ impl Metrics {
                 "Spend in the current billing period so far, in the account's currency.",
                 &["source", "account", "currency"],
             ),
+            spend_last_period_total: gauge_vec(
+                &r,
+                "spendwatch_spend_last_period_total",
+                "Spend of the most recent closed billing period, in the account's currency.",
+                &["source", "account", "currency"],
+            ),
             line_item_period_to_date: gauge_vec(
                 &r,
                 "spendwatch_line_item_spend_period_to_date",
                 "Spend per line item in the current billing period so far, in the account's currency.",
-                &[
-                    "source",
-                    "account",
-                    "currency",
-                    "offering",
-                    "charge_type",
-                    "category",
-                ],
+                &["source", "account", "currency", "item"],
+            ),
+            line_item_last_period_total: gauge_vec(
+                &r,
+                "spendwatch_line_item_spend_last_period_total",
+                "Spend per line item in the most recent closed billing period, in the account's currency.",
+                &["source", "account", "currency", "item"],
             ),
             usage_period_to_date: gauge_vec(
                 &r,
                 "spendwatch_usage_period_to_date",
-                "Usage quantity per line item in the current billing period so far, in the unit named by `unit`.",
-                &["source", "account", "offering", "charge_type", "unit"],
+                "Usage per line item in the current billing period so far, in the unit named by `unit`.",
+                &["source", "account", "item", "unit"],
+            ),
+            usage_last_period_total: gauge_vec(
+                &r,
+                "spendwatch_usage_last_period_total",
+                "Usage per line item in the most recent closed billing period, in the unit named by `unit`.",
+                &["source", "account", "item", "unit"],
+            ),
+            traffic: gauge_vec(
+                &r,
+                "spendwatch_traffic",
+                "Latest traffic value per traffic series, in the unit named by `unit`.",
+                &["source", "account", "series", "unit"],
+            ),
+            gauge_times: Mutex::new(HashMap::new()),
+            data_lag: gauge_vec(
+                &r,
+                "spendwatch_data_lag_seconds",
+                "Seconds between now and the newest data time from a source and account, updated at every poll.",
+                &["source", "account"],
             ),
             billing_period_end: gauge_vec(
                 &r,
@@ -164,7 +200,7 @@ impl Metrics {
                 &r,
                 "spendwatch_poll_errors_total",
                 "Failed polls, by reason (timeout, http_5xx, not_json, malformed, auth, rate_limited, ...).",
-                &["source", "reason"],
+                &["source", "account", "reason"],
             ),
             poll_duration: histogram_vec(
                 &r,
@@ -271,55 +307,81 @@ impl Metrics {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
-    /// Observations stored from a poll: the newest value of each series becomes a gauge.
+    /// Observations stored from a poll: the newest value of each series becomes a gauge
+    /// (by data time: re-delivered older data never overwrites newer).
     pub fn observed(&self, observations: &[Observation]) {
+        let mut times = self.gauge_times.lock().unwrap_or_else(|p| p.into_inner());
         for o in observations {
             let key = &o.key;
+            // Period totals compete by period, everything else by instant.
+            let data_time = match o.kind {
+                ObservationKind::PeriodTotal => o.period.map_or(o.at, |p| p.end),
+                _ => o.at,
+            };
+            match times.get(&key.canonical()) {
+                Some(seen) if *seen > data_time => continue,
+                _ => {
+                    times.insert(key.canonical(), data_time);
+                }
+            }
             let label = |name: &str| key.labels.get(name).map(String::as_str).unwrap_or("");
             let value = to_f64(o.value);
-            match (o.kind, &o.unit, key.metric.as_str()) {
-                (ObservationKind::PeriodToDate, Unit::Money(c), "estimated_charges") => {
+            let currency = o.unit.currency().map(|c| c.as_str()).unwrap_or("");
+            let unit = o.unit.to_string();
+            let (source, account) = (key.source.as_str(), key.account.as_str());
+            match key.metric.as_str() {
+                series::SPEND_PTD => {
                     self.spend_period_to_date
-                        .with_label_values(&[&key.source, &key.account, c.as_str()])
+                        .with_label_values(&[source, account, currency])
                         .set(value);
                     if let Some(p) = o.period {
                         self.billing_period_end
-                            .with_label_values(&[&key.source, &key.account])
+                            .with_label_values(&[source, account])
                             .set(p.end.as_second() as f64);
                     }
                 }
-                (ObservationKind::PeriodToDate, Unit::Money(c), _) => {
-                    self.line_item_period_to_date
-                        .with_label_values(&[
-                            &key.source,
-                            &key.account,
-                            c.as_str(),
-                            label("offering"),
-                            label("charge_type"),
-                            label("category"),
-                        ])
-                        .set(value);
-                }
-                (ObservationKind::Usage, Unit::Quantity(unit), _) => {
-                    self.usage_period_to_date
-                        .with_label_values(&[
-                            &key.source,
-                            &key.account,
-                            label("offering"),
-                            label("charge_type"),
-                            unit,
-                        ])
-                        .set(value);
-                }
+                series::SPEND_TOTAL => self
+                    .spend_last_period_total
+                    .with_label_values(&[source, account, currency])
+                    .set(value),
+                series::ITEM_SPEND_PTD => self
+                    .line_item_period_to_date
+                    .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
+                    .set(value),
+                series::ITEM_SPEND_TOTAL => self
+                    .line_item_last_period_total
+                    .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
+                    .set(value),
+                series::USAGE_PTD => self
+                    .usage_period_to_date
+                    .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
+                    .set(value),
+                series::USAGE_TOTAL => self
+                    .usage_last_period_total
+                    .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
+                    .set(value),
+                series::TRAFFIC => self
+                    .traffic
+                    .with_label_values(&[source, account, label("series"), &unit])
+                    .set(value),
                 _ => {}
             }
-            let gauge = self
-                .last_data
-                .with_label_values(&[&key.source, &key.account]);
+            let gauge = self.last_data.with_label_values(&[source, account]);
             let at = o.at.as_millisecond() as f64 / 1000.0;
             if at > gauge.get() {
                 gauge.set(at);
             }
+        }
+    }
+
+    /// Refreshes `spendwatch_data_lag_seconds` for one source and account at `now`.
+    pub fn data_lag(&self, source: &str, account: &str, now: Timestamp) {
+        let newest = self.last_data.with_label_values(&[source, account]).get();
+        if newest > 0.0 {
+            let lag = now.as_millisecond() as f64 / 1000.0 - newest;
+            self.data_lag
+                .with_label_values(&[source, account])
+                .set(lag.max(0.0));
         }
     }
 
@@ -357,9 +419,11 @@ impl Metrics {
             .set(now.as_millisecond() as f64 / 1000.0);
     }
 
-    pub fn poll_failed(&self, source: &str, reason: &str, seconds: f64) {
+    pub fn poll_failed(&self, source: &str, account: &str, reason: &str, seconds: f64) {
         self.polls.with_label_values(&[source, reason]).inc();
-        self.poll_errors.with_label_values(&[source, reason]).inc();
+        self.poll_errors
+            .with_label_values(&[source, account, reason])
+            .inc();
         self.poll_duration
             .with_label_values(&[source])
             .observe(seconds);
@@ -429,7 +493,7 @@ mod tests {
     #[test]
     fn renders_all_families_with_prefix() {
         let m = Metrics::new();
-        m.poll_failed("rs", "timeout", 1.0);
+        m.poll_failed("rs", "020-1", "timeout", 1.0);
         m.set_outbox(2, 5.0);
         let text = m.render();
         assert!(

@@ -12,6 +12,26 @@ use serde::{Deserialize, Serialize};
 pub mod clock;
 pub use clock::Clock;
 
+/// Store metric names shared by every source, so rules and metrics need no per-API code.
+/// Every money series carries a `currency` label; every line-item series an `item` label
+/// (a readable name such as `RCDN/BWOUT`); usage series a `unit` label.
+pub mod series {
+    /// Account spend in the current period so far (period-to-date).
+    pub const SPEND_PTD: &str = "spend_period_to_date";
+    /// Account spend of a closed period (period total).
+    pub const SPEND_TOTAL: &str = "spend_period_total";
+    pub const ITEM_SPEND_PTD: &str = "line_item_spend_period_to_date";
+    pub const ITEM_SPEND_TOTAL: &str = "line_item_spend_period_total";
+    pub const USAGE_PTD: &str = "usage_period_to_date";
+    pub const USAGE_TOTAL: &str = "usage_period_total";
+    /// Traffic from a metrics system or a file (kind `Traffic`).
+    pub const TRAFFIC: &str = "traffic";
+
+    pub const LABEL_CURRENCY: &str = "currency";
+    pub const LABEL_ITEM: &str = "item";
+    pub const LABEL_UNIT: &str = "unit";
+}
+
 /// ISO 4217 currency code: three ASCII uppercase letters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -267,7 +287,7 @@ pub struct SeriesKey {
     /// The configured source name (e.g. `rackspace-prod`).
     pub source: String,
     pub account: String,
-    /// e.g. `estimated_charges`, `line_item_charges`, `line_item_usage`.
+    /// One of [`series`]' names, e.g. `spend_period_to_date`.
     pub metric: String,
     pub labels: BTreeMap<String, String>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::alerting::{AlertEvent, Alerting, Change};
@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::model::Clock;
 use crate::notify::{Dispatcher, RetryPolicy, SendError};
 use crate::server::{self, ServerState};
-use crate::sources::{PollError, Source};
+use crate::sources::{self, BillingSource, PollError, PollResult, poll_target};
 use crate::store::{SqliteStore, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -96,8 +96,14 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<(), RuntimeError> {
         let ready = Arc::new(AtomicBool::new(false));
-        let evaluate_now = Arc::new(Notify::new());
-        let dispatch_now = Arc::new(Notify::new());
+        let shared = Arc::new(Shared {
+            clock: self.clock,
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            totals: self.totals.clone(),
+            evaluate_now: Notify::new(),
+            dispatch_now: Notify::new(),
+        });
         let mut tasks = JoinSet::new();
 
         let app = server::router(ServerState {
@@ -118,16 +124,9 @@ impl Runtime {
         });
 
         for settings in &self.config.sources {
-            let source = Source::build(settings)?;
-            let interval = settings.interval();
             tasks.spawn(poll_loop(
-                source,
-                interval,
-                self.clock,
-                self.store.clone(),
-                self.metrics.clone(),
-                self.totals.clone(),
-                evaluate_now.clone(),
+                sources::build(settings)?,
+                shared.clone(),
                 shutdown.clone(),
             ));
         }
@@ -152,14 +151,9 @@ impl Runtime {
             Evaluator::new(self.config.rules.clone()),
             alerting,
             self.config.evaluation_interval,
-            self.clock,
-            self.store.clone(),
-            self.metrics.clone(),
-            self.totals.clone(),
+            shared.clone(),
             events,
             ready,
-            evaluate_now,
-            dispatch_now.clone(),
             shutdown.clone(),
         ));
 
@@ -172,8 +166,7 @@ impl Runtime {
         tasks.spawn(dispatch_loop(
             dispatcher,
             options.dispatch_interval,
-            self.totals.clone(),
-            dispatch_now,
+            shared,
             shutdown,
         ));
 
@@ -195,78 +188,114 @@ async fn sleep_or_stop(clock: Clock, d: Duration, shutdown: &mut watch::Receiver
     *shutdown.borrow()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn poll_loop(
-    source: Source,
-    interval: Duration,
+/// What every pipeline task shares.
+struct Shared {
     clock: Clock,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     totals: Arc<Totals>,
-    evaluate_now: Arc<Notify>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        for account in source.accounts() {
-            if *shutdown.borrow() {
-                return;
-            }
-            let at = clock.now();
-            let polled = tokio::select! {
-                p = source.poll_account(account, at, &metrics) => p,
-                _ = shutdown.wait_for(|s| *s) => return,
-            };
-            match polled.result {
-                Ok(observations) => {
-                    totals.polls_ok.fetch_add(1, Ordering::Relaxed);
-                    match store.put_observations(&observations) {
-                        Ok(stats) => {
-                            metrics.observed(&observations);
-                            metrics.observations_written(
-                                source.name(),
-                                stats.inserted,
-                                stats.extended,
-                                stats.unchanged,
-                            );
-                        }
-                        Err(e) => {
-                            metrics.observations_rejected(source.name(), observations.len());
-                            tracing::error!(source = source.name(), account = %account, request_id = %polled.request_id,
-                                error = %e, "Storing observations failed; nothing from this poll was written.");
-                        }
+    evaluate_now: Notify,
+    dispatch_now: Notify,
+}
+
+impl Shared {
+    /// Stores one poll's observations (all or nothing) and updates metrics.
+    fn record(&self, source: &str, polled: PollResult) {
+        match polled.result {
+            Ok(observations) => {
+                self.totals.polls_ok.fetch_add(1, Ordering::Relaxed);
+                match self.store.put_observations(&observations) {
+                    Ok(stats) => {
+                        self.metrics.observed(&observations);
+                        self.metrics.observations_written(
+                            source,
+                            stats.inserted,
+                            stats.extended,
+                            stats.unchanged,
+                        );
+                    }
+                    Err(e) => {
+                        self.metrics
+                            .observations_rejected(source, observations.len());
+                        tracing::error!(source, account = %polled.target, request_id = %polled.request_id,
+                            error = %e, "Storing observations failed; nothing from this poll was written.");
                     }
                 }
-                Err(_) => {
-                    // Already logged with its request id and counted by reason.
-                    totals.polls_failed.fetch_add(1, Ordering::Relaxed);
-                }
+            }
+            // Already logged with its request id and counted by reason.
+            Err(_) => {
+                self.totals.polls_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        evaluate_now.notify_one();
-        if sleep_or_stop(clock, interval, &mut shutdown).await {
+        self.metrics
+            .data_lag(source, &polled.target, self.clock.now());
+    }
+}
+
+/// `interval` ± 10 %, so many sources and replicas do not poll in lockstep.
+fn jittered(interval: Duration) -> Duration {
+    interval.mul_f64(rand::random_range(0.9..1.1))
+}
+
+/// Polls every target of a source each interval, at most `concurrency` at a time.
+async fn poll_loop(
+    source: Arc<dyn BillingSource>,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(source.concurrency().max(1)));
+    loop {
+        let mut round = JoinSet::new();
+        for target in source.targets() {
+            let (source, shared, limit) = (source.clone(), shared.clone(), limit.clone());
+            round.spawn(async move {
+                let Ok(_permit) = limit.acquire_owned().await else {
+                    return;
+                };
+                let polled = poll_target(
+                    source.as_ref(),
+                    &target,
+                    shared.clock.now(),
+                    &shared.metrics,
+                )
+                .await;
+                shared.record(source.name(), polled);
+            });
+        }
+        tokio::select! {
+            _ = async { while round.join_next().await.is_some() {} } => {}
+            _ = shutdown.wait_for(|s| *s) => {
+                round.abort_all();
+                return;
+            }
+        }
+        shared.evaluate_now.notify_one();
+        if sleep_or_stop(shared.clock, jittered(source.interval()), &mut shutdown).await {
             return;
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn evaluate_loop(
     evaluator: Evaluator,
     mut alerting: Alerting,
     interval: Duration,
-    clock: Clock,
-    store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
-    totals: Arc<Totals>,
+    shared: Arc<Shared>,
     events: Option<mpsc::UnboundedSender<AlertEvent>>,
     ready: Arc<AtomicBool>,
-    evaluate_now: Arc<Notify>,
-    dispatch_now: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Shared {
+        clock,
+        store,
+        metrics,
+        totals,
+        evaluate_now,
+        dispatch_now,
+    } = shared.as_ref();
     loop {
         let at = clock.now();
-        let evaluation = evaluator.evaluate(store.as_ref(), at, &metrics);
+        let evaluation = evaluator.evaluate(store.as_ref(), at, metrics);
         totals.evaluations.fetch_add(1, Ordering::Relaxed);
         match alerting.apply(
             &evaluation.transitions,
@@ -311,10 +340,14 @@ async fn evaluate_loop(
 async fn dispatch_loop(
     dispatcher: Dispatcher,
     interval: Duration,
-    totals: Arc<Totals>,
-    dispatch_now: Arc<Notify>,
+    shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Shared {
+        totals,
+        dispatch_now,
+        ..
+    } = shared.as_ref();
     loop {
         match dispatcher.deliver_due().await {
             Ok(stats) => {

@@ -11,8 +11,8 @@ use super::EvalError;
 use super::ptd::{Forecast, forecast_period_end};
 use crate::config::{Basis, BudgetLevel, BudgetRule};
 use crate::metrics::{BudgetSample, Metrics};
+use crate::model::series::SPEND_PTD as METRIC_TOTAL;
 use crate::model::{Finding, Money, Outcome, Point, Transition, Unit};
-use crate::sources::rackspace::map::METRIC_TOTAL;
 use crate::store::{SeriesFilter, Store};
 
 /// Enough history to cover any billing period plus a forecast window.

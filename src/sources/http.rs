@@ -252,12 +252,8 @@ impl ApiClient {
 
     /// Runs `attempt` with the retry policy: transient errors back off with jitter,
     /// `Retry-After` is honoured up to `max_retry_after`, the rest fail at once.
-    /// `on_error` sees every failed attempt (for metrics and logs).
-    pub async fn with_retries<T, F, Fut>(
-        &self,
-        attempt: F,
-        mut on_error: impl FnMut(&PollError),
-    ) -> Result<T, PollError>
+    /// Every retried attempt is logged (inside the poll's span, so with its request id).
+    pub async fn with_retries<T, F, Fut>(&self, attempt: F) -> Result<T, PollError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, PollError>>,
@@ -279,7 +275,6 @@ impl ApiClient {
                 tracing::warn!(kind = %e.kind, error = %e.message, retry_in = ?wait, "Request failed; retrying.");
             })
             .await
-            .inspect_err(|e| on_error(e))
     }
 }
 

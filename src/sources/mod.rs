@@ -1,12 +1,15 @@
-//! Billing sources. Each API is one folder (client, wire, map, config); the HTTP policy
-//! lives once in `http.rs`; this module builds a source from its settings and runs one
-//! poll of one account with logging and metrics around it.
+//! Billing and traffic sources. Each API is one folder (config, client, wire, map); the HTTP
+//! policy lives once in `http.rs`. A source implements [`BillingSource`]; [`build`] is the one
+//! place that knows every kind; [`poll_target`] runs one poll with logging and metrics.
 
 pub mod amount;
 pub mod http;
 pub mod rackspace;
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use tracing::Instrument;
@@ -16,84 +19,76 @@ use crate::metrics::Metrics;
 use crate::model::Observation;
 pub use http::{PollError, PollErrorKind};
 
-pub enum Source {
-    Rackspace(rackspace::RackspaceClient),
+pub type PollFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Observation>, PollError>> + Send + 'a>>;
+
+/// One configured billing or traffic API.
+pub trait BillingSource: Send + Sync {
+    /// The configured name: the `source` label of series and metrics.
+    fn name(&self) -> &str;
+    /// The API kind (`rackspace`, `sakura`, ...).
+    fn kind(&self) -> &'static str;
+    /// Units polled independently (billing accounts, customers, queries): one failing
+    /// never stops the others. Used as the `account` label of poll errors.
+    fn targets(&self) -> Vec<String>;
+    fn interval(&self) -> Duration;
+    /// Targets of this source polled at the same time.
+    fn concurrency(&self) -> usize {
+        4
+    }
+    /// One complete poll of one target (paging and retries included), observing data as of
+    /// `now` on the pipeline's clock. Errors never come with partial observations.
+    fn poll<'a>(&'a self, target: &'a str, now: Timestamp, request_id: &'a str) -> PollFuture<'a>;
 }
 
-/// One poll of one account.
+/// The one place that knows every source kind.
+pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollError> {
+    Ok(match settings {
+        SourceSettings::Rackspace(s) => Arc::new(rackspace::RackspaceClient::new(s.clone())?),
+    })
+}
+
+/// One poll of one target.
 #[derive(Debug)]
 pub struct PollResult {
     pub source: String,
-    pub account: String,
+    pub target: String,
     pub request_id: String,
     pub result: Result<Vec<Observation>, PollError>,
     pub seconds: f64,
 }
 
-impl Source {
-    pub fn build(settings: &SourceSettings) -> Result<Source, PollError> {
-        match settings {
-            SourceSettings::Rackspace(s) => Ok(Source::Rackspace(rackspace::RackspaceClient::new(
-                s.clone(),
-            )?)),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Source::Rackspace(c) => &c.settings().name,
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Source::Rackspace(_) => "rackspace",
-        }
-    }
-
-    pub fn accounts(&self) -> &[String] {
-        match self {
-            Source::Rackspace(c) => &c.settings().accounts,
-        }
-    }
-
-    /// Polls one account, observing the data as of `at`. Failures are logged with the
-    /// poll's request id and counted by reason; they never produce observations.
-    pub async fn poll_account(
-        &self,
-        account: &str,
-        at: Timestamp,
-        metrics: &Metrics,
-    ) -> PollResult {
-        let request_id = http::new_request_id();
-        let span = tracing::info_span!("poll", source = self.name(), kind = self.kind(), account, request_id = %request_id);
-        let started = Instant::now();
-        let result = async {
-            let on_error = |e: &PollError| {
-                tracing::warn!(reason = %e.kind, error = %e.message, "Poll attempt failed.");
-            };
-            let result = match self {
-                Source::Rackspace(c) => c.poll_account(account, at, &request_id, on_error).await,
-            };
-            match &result {
-                Ok(obs) => tracing::debug!(observations = obs.len(), "Poll succeeded."),
-                Err(e) => tracing::warn!(reason = %e.kind, error = %e.message, "Poll failed."),
-            }
-            result
-        }
-        .instrument(span)
-        .await;
-        let seconds = started.elapsed().as_secs_f64();
+/// Polls one target. Failures are logged with the poll's request id and counted by reason;
+/// they never produce observations.
+pub async fn poll_target(
+    source: &dyn BillingSource,
+    target: &str,
+    now: Timestamp,
+    metrics: &Metrics,
+) -> PollResult {
+    let request_id = http::new_request_id();
+    let span = tracing::info_span!("poll", source = source.name(), kind = source.kind(), account = target, request_id = %request_id);
+    let started = Instant::now();
+    let result = async {
+        let result = source.poll(target, now, &request_id).await;
         match &result {
-            Ok(_) => metrics.poll_succeeded(self.name(), seconds, Timestamp::now()),
-            Err(e) => metrics.poll_failed(self.name(), e.kind.as_str(), seconds),
+            Ok(obs) => tracing::debug!(observations = obs.len(), "Poll succeeded."),
+            Err(e) => tracing::warn!(reason = %e.kind, error = %e.message, "Poll failed."),
         }
-        PollResult {
-            source: self.name().to_string(),
-            account: account.to_string(),
-            request_id,
-            result,
-            seconds,
-        }
+        result
+    }
+    .instrument(span)
+    .await;
+    let seconds = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(_) => metrics.poll_succeeded(source.name(), seconds, Timestamp::now()),
+        Err(e) => metrics.poll_failed(source.name(), target, e.kind.as_str(), seconds),
+    }
+    PollResult {
+        source: source.name().to_string(),
+        target: target.to_string(),
+        request_id,
+        result,
+        seconds,
     }
 }

@@ -65,7 +65,7 @@ async fn overspend_fires_once_and_resolves_once_with_signed_webhooks() {
             &text,
             &[
                 "spendwatch_line_item_spend_period_to_date",
-                "offering=\"RCDN\""
+                "item=\"RCDN/BWOUT\""
             ]
         )
         .is_some()

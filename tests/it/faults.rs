@@ -4,8 +4,8 @@
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
+use spendwatch::model::series::SPEND_PTD as METRIC_TOTAL;
 use spendwatch::sim::{FaultKind, FaultRequest};
-use spendwatch::sources::rackspace::map::METRIC_TOTAL;
 use spendwatch::store::{SeriesFilter, SqliteStore, Store};
 
 use crate::support::*;

@@ -14,6 +14,7 @@ use crate::model::Observation;
 use crate::sources::http::{
     ApiClient, AttemptError, Fetched, PollError, PollErrorKind, RetryAction, default_classify,
 };
+use crate::sources::{BillingSource, PollFuture};
 
 /// Re-authenticate this long before the token's stated expiry.
 const REFRESH_MARGIN: Duration = Duration::from_secs(300);
@@ -182,19 +183,37 @@ impl RackspaceClient {
         Ok(pages)
     }
 
-    /// One poll of one account, with the retry policy around it.
+    /// One poll of one account, with the retry policy around it. Estimated charges carry no
+    /// time of their own: they describe the account as of the poll (`at`).
     pub async fn poll_account(
         &self,
         ran: &str,
         at: Timestamp,
         request_id: &str,
-        on_error: impl FnMut(&PollError),
     ) -> Result<Vec<Observation>, PollError> {
         let pages = self
             .api
-            .with_retries(|| self.estimated_charges(ran, request_id), on_error)
+            .with_retries(|| self.estimated_charges(ran, request_id))
             .await?;
         map_estimated_charges(&self.settings.name, ran, &pages, at)
+    }
+}
+
+impl BillingSource for RackspaceClient {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+    fn kind(&self) -> &'static str {
+        "rackspace"
+    }
+    fn targets(&self) -> Vec<String> {
+        self.settings.accounts.clone()
+    }
+    fn interval(&self) -> std::time::Duration {
+        self.settings.interval
+    }
+    fn poll<'a>(&'a self, target: &'a str, now: Timestamp, request_id: &'a str) -> PollFuture<'a> {
+        Box::pin(self.poll_account(target, now, request_id))
     }
 }
 

@@ -7,15 +7,24 @@ use jiff::Timestamp;
 use rust_decimal::Decimal;
 
 use super::wire::EstimatedCharges;
+use crate::model::series::{
+    ITEM_SPEND_PTD, LABEL_CURRENCY, LABEL_ITEM, LABEL_UNIT, SPEND_PTD, USAGE_PTD,
+};
 use crate::model::{Currency, Observation, ObservationKind, Period, SeriesKey, Unit};
 use crate::sources::http::PollError;
 
-pub const METRIC_TOTAL: &str = "estimated_charges";
-pub const METRIC_LINE_ITEM: &str = "line_item_charges";
-pub const METRIC_USAGE: &str = "line_item_usage";
-
 /// Label value used when the API omits a code (e.g. discounts have no `offeringCode`).
 const NONE: &str = "none";
+
+/// The readable `item` label: `RCDN/BWOUT`, or `none/Commit Discount (DISCOUNT)` for a
+/// non-charge category, so a charge and a discount of the same type stay apart.
+fn item_name(offering: &str, charge_type: &str, category: &str) -> String {
+    if category == "CHARGE" || category == NONE {
+        format!("{offering}/{charge_type}")
+    } else {
+        format!("{offering}/{charge_type} ({category})")
+    }
+}
 
 /// Offset-less times are UTC per the API's date-time rules; an explicit offset is honoured.
 pub fn parse_api_time(text: &str) -> Result<Timestamp, PollError> {
@@ -115,15 +124,16 @@ pub fn map_estimated_charges(
     };
     let mut out = Vec::with_capacity(1 + amounts.len() + usage.len());
     out.push(observe(
-        SeriesKey::new(source, account, METRIC_TOTAL).with_label("currency", currency.as_str()),
+        SeriesKey::new(source, account, SPEND_PTD).with_label(LABEL_CURRENCY, currency.as_str()),
         total,
         ObservationKind::PeriodToDate,
         money.clone(),
     ));
     for ((offering, charge_type, category), amount) in amounts {
         out.push(observe(
-            SeriesKey::new(source, account, METRIC_LINE_ITEM)
-                .with_label("currency", currency.as_str())
+            SeriesKey::new(source, account, ITEM_SPEND_PTD)
+                .with_label(LABEL_CURRENCY, currency.as_str())
+                .with_label(LABEL_ITEM, &item_name(&offering, &charge_type, &category))
                 .with_label("offering", &offering)
                 .with_label("charge_type", &charge_type)
                 .with_label("category", &category),
@@ -134,10 +144,11 @@ pub fn map_estimated_charges(
     }
     for ((offering, charge_type, uom), quantity) in usage {
         out.push(observe(
-            SeriesKey::new(source, account, METRIC_USAGE)
+            SeriesKey::new(source, account, USAGE_PTD)
+                .with_label(LABEL_ITEM, &format!("{offering}/{charge_type}"))
                 .with_label("offering", &offering)
                 .with_label("charge_type", &charge_type)
-                .with_label("unit", &uom),
+                .with_label(LABEL_UNIT, &uom),
             quantity,
             ObservationKind::Usage,
             Unit::Quantity(uom),
@@ -182,7 +193,7 @@ mod tests {
         let at: Timestamp = "2016-11-01T00:00:00Z".parse().unwrap();
         let obs = map_estimated_charges("rs", "020-1", &[parse(CLOUD_EXAMPLE)], at).unwrap();
         let total = &obs[0];
-        assert_eq!(total.key.metric, METRIC_TOTAL);
+        assert_eq!(total.key.metric, SPEND_PTD);
         assert_eq!(total.value, Decimal::from(30));
         assert_eq!(total.kind, ObservationKind::PeriodToDate);
         assert_eq!(total.unit, Unit::Money(Currency::new("USD").unwrap()));
@@ -194,27 +205,24 @@ mod tests {
 
         let discount = obs
             .iter()
-            .find(|o| o.key.metric == METRIC_LINE_ITEM && o.key.labels["category"] == "DISCOUNT")
+            .find(|o| o.key.metric == ITEM_SPEND_PTD && o.key.labels["category"] == "DISCOUNT")
             .unwrap();
         assert_eq!(discount.value, Decimal::from(-100));
         assert_eq!(discount.key.labels["offering"], "none");
 
         let bw = obs
             .iter()
-            .find(|o| o.key.metric == METRIC_USAGE && o.key.labels["charge_type"] == "BWOUT")
+            .find(|o| o.key.metric == USAGE_PTD && o.key.labels["charge_type"] == "BWOUT")
             .unwrap();
         assert_eq!(bw.value, Decimal::from_str("12.00").unwrap());
         assert_eq!(bw.unit, Unit::Quantity("GB".into()));
         assert_eq!(
             obs.iter()
-                .filter(|o| o.key.metric == METRIC_LINE_ITEM)
+                .filter(|o| o.key.metric == ITEM_SPEND_PTD)
                 .count(),
             5
         );
-        assert_eq!(
-            obs.iter().filter(|o| o.key.metric == METRIC_USAGE).count(),
-            5
-        );
+        assert_eq!(obs.iter().filter(|o| o.key.metric == USAGE_PTD).count(), 5);
     }
 
     #[test]

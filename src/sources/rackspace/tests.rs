@@ -9,9 +9,11 @@ use rust_decimal::Decimal;
 
 use super::RackspaceClient;
 use super::config::RackspaceSettings;
-use super::map::{METRIC_LINE_ITEM, METRIC_TOTAL, METRIC_USAGE};
 use crate::config::Secret;
 use crate::model::Clock;
+use crate::model::series::{
+    ITEM_SPEND_PTD as METRIC_LINE_ITEM, SPEND_PTD as METRIC_TOTAL, USAGE_PTD as METRIC_USAGE,
+};
 use crate::sim::{self, FaultKind, FaultRequest, Sim};
 use crate::sources::http::{HttpPolicy, PollErrorKind};
 
@@ -60,7 +62,7 @@ async fn reads_every_page_and_maps_all_series() {
     let (sim, addr) = sim().await;
     for page_size in [1, 2, 200] {
         let obs = client(addr, sim::DEFAULT_API_KEY, page_size, 0)
-            .poll_account("020-1001", Timestamp::now(), "t", |_| {})
+            .poll_account("020-1001", Timestamp::now(), "t")
             .await
             .unwrap();
         let count = |m: &str| obs.iter().filter(|o| o.key.metric == m).count();
@@ -88,13 +90,13 @@ async fn cached_token_is_reused_and_refreshed_after_a_401() {
     let (sim, addr) = sim().await;
     let c = client(addr, sim::DEFAULT_API_KEY, 200, 0);
     for _ in 0..3 {
-        c.poll_account("020-1001", Timestamp::now(), "t", |_| {})
+        c.poll_account("020-1001", Timestamp::now(), "t")
             .await
             .unwrap();
     }
     assert_eq!(sim.stats().auth_requests, 1);
     sim.expire_tokens();
-    c.poll_account("020-1001", Timestamp::now(), "t", |_| {})
+    c.poll_account("020-1001", Timestamp::now(), "t")
         .await
         .unwrap();
     let stats = sim.stats();
@@ -105,7 +107,7 @@ async fn cached_token_is_reused_and_refreshed_after_a_401() {
 async fn wrong_api_key_is_an_auth_error() {
     let (_sim, addr) = sim().await;
     let err = client(addr, "not-the-key", 200, 3)
-        .poll_account("020-1001", Timestamp::now(), "t", |_| {})
+        .poll_account("020-1001", Timestamp::now(), "t")
         .await
         .unwrap_err();
     assert_eq!(err.kind, PollErrorKind::Auth);
@@ -116,7 +118,7 @@ async fn wrong_api_key_is_an_auth_error() {
 async fn unknown_account_is_a_client_error_without_retries() {
     let (sim, addr) = sim().await;
     let err = client(addr, sim::DEFAULT_API_KEY, 200, 3)
-        .poll_account("020-9999", Timestamp::now(), "t", |_| {})
+        .poll_account("020-9999", Timestamp::now(), "t")
         .await
         .unwrap_err();
     assert_eq!(err.kind, PollErrorKind::Client);
@@ -134,9 +136,8 @@ async fn transient_faults_are_retried_within_the_poll() {
         FaultKind::Timeout,
     ] {
         fault(&sim, kind, 1).await;
-        let mut attempts = Vec::new();
         let obs = client(addr, sim::DEFAULT_API_KEY, 200, 1)
-            .poll_account("020-1001", Timestamp::now(), "t", |e| attempts.push(e.kind))
+            .poll_account("020-1001", Timestamp::now(), "t")
             .await;
         assert!(obs.is_ok(), "{kind:?} then success: {obs:?}");
     }
@@ -154,13 +155,22 @@ async fn persistent_faults_fail_with_their_reason() {
         (FaultKind::Timeout, PollErrorKind::Timeout),
     ] {
         fault(&sim, kind, 2).await;
-        let mut failures = Vec::new();
+        let before = sim.stats().billing_requests;
         let err = client(addr, sim::DEFAULT_API_KEY, 200, 1)
-            .poll_account("020-1001", Timestamp::now(), "t", |e| failures.push(e.kind))
+            .poll_account("020-1001", Timestamp::now(), "t")
             .await
             .unwrap_err();
         assert_eq!(err.kind, reason, "{kind:?}");
-        assert_eq!(failures, vec![reason], "the final failure is reported once");
+        let attempts = sim.stats().billing_requests - before;
+        let expected = if reason == PollErrorKind::Malformed {
+            1
+        } else {
+            2
+        };
+        assert_eq!(
+            attempts, expected,
+            "{kind:?}: malformed data is not retried, transient faults are"
+        );
         sim.clear_faults();
     }
 }
