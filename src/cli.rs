@@ -41,7 +41,7 @@ pub fn init_logging(format: LogFormat, default_filter: &str) {
 
 /// Installs the one TLS crypto provider (ring) before any client is built.
 pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::ensure_crypto_provider();
 }
 
 fn load_config(path: &Path) -> Result<Config, ExitCode> {
@@ -206,7 +206,7 @@ pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitC
         "  accounts: {}",
         sim::world::demo_world()
             .iter()
-            .map(|a| a.ran.as_str())
+            .map(|a| format!("{} ({:?}, {})", a.id, a.api, a.currency))
             .collect::<Vec<_>>()
             .join(", ")
     );

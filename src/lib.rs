@@ -16,3 +16,9 @@ pub mod server;
 pub mod sim;
 pub mod sources;
 pub mod store;
+
+/// Installs the one TLS crypto provider (ring) for this process. Idempotent; every HTTP
+/// client is built after calling it, because reqwest without a provider panics.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

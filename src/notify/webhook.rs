@@ -86,6 +86,7 @@ pub struct WebhookSender {
 
 impl WebhookSender {
     pub fn new(config: WebhookReceiver) -> Result<Self, SendError> {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))

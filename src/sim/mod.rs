@@ -2,9 +2,12 @@
 //! endpoints under `/_sim/` to inject faults and incidents, and a webhook receiver that
 //! records what spendwatch delivers. Used by `spendwatch sim`, `demo` and the tests.
 
+pub mod faults;
 pub mod rackspace;
 pub mod receiver;
 pub mod world;
+
+pub use faults::{FaultKind, FaultRequest};
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -18,34 +21,6 @@ use crate::model::Clock;
 
 pub const DEFAULT_USERNAME: &str = "demo";
 pub const DEFAULT_API_KEY: &str = "demo-api-key";
-
-/// A fault served instead of a normal billing response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// Truncated JSON with a JSON content type.
-    Malformed,
-    /// An HTML error page from a "proxy", status 200.
-    Html,
-    /// 500 with a Rackspace fault body.
-    Status500,
-    /// 429 with `Retry-After: 1`.
-    Status429,
-    /// No answer for `delay_ms` (default 30 s).
-    Timeout,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct FaultRequest {
-    pub fault: FaultKind,
-    #[serde(default = "one")]
-    pub count: u32,
-    pub delay_ms: Option<u64>,
-}
-
-fn one() -> u32 {
-    1
-}
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct SimStats {
@@ -100,11 +75,35 @@ impl Sim {
         self.lock().stats.clone()
     }
 
-    /// Queues a fault for the next `count` billing requests.
+    /// Queues a fault for the next `count` data requests of `fault.api`.
     pub fn inject_fault(&self, fault: FaultRequest) {
         if fault.count > 0 {
             self.lock().faults.push_back(fault);
         }
+    }
+
+    /// Takes the next queued fault for `api`, if any, and counts it as served.
+    pub fn take_fault(&self, api: &str) -> Option<FaultRequest> {
+        let mut inner = self.lock();
+        let index = inner.faults.iter().position(|f| f.api == api)?;
+        let fault = inner.faults.get_mut(index)?;
+        fault.count = fault.count.saturating_sub(1);
+        let served = fault.clone();
+        if fault.count == 0 {
+            inner.faults.remove(index);
+        }
+        inner.stats.faults_served += 1;
+        Some(served)
+    }
+
+    /// The simulated accounts served by `api`, as of now.
+    pub fn accounts(&self, api: world::Api) -> Vec<world::SimAccount> {
+        self.lock()
+            .accounts
+            .iter()
+            .filter(|a| a.api == api)
+            .cloned()
+            .collect()
     }
 
     pub fn clear_faults(&self) {

@@ -11,8 +11,9 @@ use rust_decimal::prelude::ToPrimitive;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::world::Adjustment;
-use super::{FaultKind, FaultRequest, Sim};
+use super::Sim;
+use super::faults::{self, BodyFormat, FaultKind, FaultRequest};
+use super::world::{Adjustment, Api};
 use crate::model::parse_amount;
 
 fn fault_body(status: StatusCode, key: &str, message: &str) -> Response {
@@ -79,7 +80,7 @@ pub async fn estimated_charges(
     Query(q): Query<PageQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let fault = {
+    {
         let mut inner = sim.lock();
         inner.stats.billing_requests += 1;
         let token = headers
@@ -94,26 +95,27 @@ pub async fn estimated_charges(
             inner.stats.unauthorized += 1;
             return fault_body(StatusCode::UNAUTHORIZED, "Error", "Unauthorized");
         }
-        let fault = inner.faults.front_mut().map(|f| {
-            f.count = f.count.saturating_sub(1);
-            f.clone()
-        });
-        if inner.faults.front().is_some_and(|f| f.count == 0) {
-            inner.faults.pop_front();
-        }
-        if fault.is_some() {
-            inner.stats.faults_served += 1;
-        }
-        fault
-    };
-    if let Some(f) = fault {
-        return serve_fault(&f).await;
     }
+    let fault = sim.take_fault("rackspace");
+    if let Some(f) = &fault
+        && let Some(response) = faults::serve(f, BodyFormat::Json, |status| {
+            json!({"Error": {"code": status.as_u16(), "message": status.canonical_reason().unwrap_or("error")}}).to_string()
+        })
+        .await
+    {
+        return response;
+    }
+    let empty_period = fault.is_some_and(|f| f.fault == FaultKind::EmptyPeriod);
 
     let now = sim.clock.now();
     let (account, charges) = {
         let inner = sim.lock();
-        let Some(account) = inner.accounts.iter().find(|a| a.ran == ran).cloned() else {
+        let Some(account) = inner
+            .accounts
+            .iter()
+            .find(|a| a.api == Api::Rackspace && a.id == ran)
+            .cloned()
+        else {
             return (
                 StatusCode::NOT_FOUND,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -125,13 +127,17 @@ pub async fn estimated_charges(
         let charges = account.charges(now);
         (account, charges)
     };
-    let Some((period, charges)) = charges else {
+    let Some((period, mut charges)) = charges else {
         return fault_body(
             StatusCode::INTERNAL_SERVER_ERROR,
             "Error",
             "period computation failed",
         );
     };
+    if empty_period {
+        // Start of a cycle: no charges accrued yet.
+        charges.clear();
+    }
     let total: Decimal = charges.iter().map(|c| c.amount).sum();
     let limit = q.limit.unwrap_or(25).clamp(1, 200);
     let marker = q.marker.unwrap_or(0);
@@ -140,18 +146,15 @@ pub async fn estimated_charges(
         .skip(marker)
         .take(limit)
         .map(|c| {
-            let mut item = json!({
-                "offeringCode": c.offering,
+            json!({
+                "offeringCode": c.code,
                 "chargeType": c.charge_type,
-                "category": c.category,
+                "category": "CHARGE",
                 "quantity": api_amount(c.quantity),
                 "amount": api_amount(c.amount),
-                "unitOfMeasure": c.unit_of_measure,
-            });
-            if let Some(rate) = c.rate {
-                item["rate"] = json!(api_amount(rate));
-            }
-            item
+                "unitOfMeasure": c.unit,
+                "rate": api_amount(c.unit_price),
+            })
         })
         .collect();
     let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S").to_string();
@@ -187,34 +190,6 @@ pub async fn estimated_charges(
     (StatusCode::OK, Json(body)).into_response()
 }
 
-async fn serve_fault(f: &FaultRequest) -> Response {
-    match f.fault {
-        FaultKind::Malformed => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            r#"{"estimatedCharges": {"total": 30, "currency": "USD", "estimatedCharge": [{"amount": "1"#,
-        )
-            .into_response(),
-        FaultKind::Html => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            "<html><head><title>Maintenance</title></head><body><h1>We'll be right back</h1></body></html>",
-        )
-            .into_response(),
-        FaultKind::Status500 => fault_body(StatusCode::INTERNAL_SERVER_ERROR, "serviceFault", "Internal Server Error"),
-        FaultKind::Status429 => {
-            let mut r = fault_body(StatusCode::TOO_MANY_REQUESTS, "overLimit", "Too many requests");
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            r
-        }
-        FaultKind::Timeout => {
-            tokio::time::sleep(std::time::Duration::from_millis(f.delay_ms.unwrap_or(30_000))).await;
-            fault_body(StatusCode::GATEWAY_TIMEOUT, "Error", "too late")
-        }
-    }
-}
-
 pub async fn inject_fault(State(sim): State<Sim>, Json(f): Json<FaultRequest>) -> StatusCode {
     sim.inject_fault(f);
     StatusCode::NO_CONTENT
@@ -228,7 +203,9 @@ pub async fn expire_tokens(State(sim): State<Sim>) -> StatusCode {
 #[derive(Debug, Deserialize)]
 pub struct AdjustmentRequest {
     pub amount: String,
-    pub offering: String,
+    /// The item code (Rackspace offering, SAKURA service class, …).
+    #[serde(alias = "offering")]
+    pub item: String,
 }
 
 pub async fn add_adjustment(
@@ -242,15 +219,15 @@ pub async fn add_adjustment(
     };
     let at = sim.clock.now();
     let mut inner = sim.lock();
-    let Some(account) = inner.accounts.iter_mut().find(|a| a.ran == ran) else {
+    let Some(account) = inner.accounts.iter_mut().find(|a| a.id == ran) else {
         return (StatusCode::NOT_FOUND, "no such account").into_response();
     };
-    if !account.items.iter().any(|i| i.offering == req.offering) {
-        return (StatusCode::BAD_REQUEST, "no such offering on this account").into_response();
+    if !account.items.iter().any(|i| i.code == req.item) {
+        return (StatusCode::BAD_REQUEST, "no such item on this account").into_response();
     }
     account.adjustments.push(Adjustment {
         at,
-        offering: req.offering,
+        item: req.item,
         amount,
     });
     StatusCode::NO_CONTENT.into_response()

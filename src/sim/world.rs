@@ -1,5 +1,9 @@
-//! The simulated billing world: accounts whose spend accrues through a billing period,
-//! resets at the period start, and carries scheduled incidents and injected charges.
+//! The simulated world every API simulator renders: accounts with line items whose usage
+//! accrues through a billing period (fixed quantities per day, or quantities that follow the
+//! account's traffic), reset at the period start, with scheduled incidents and injected
+//! charges. Traffic has a daily cycle, so spend that follows traffic does too.
+
+use std::collections::BTreeMap;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
@@ -9,57 +13,98 @@ use rust_decimal::prelude::FromPrimitive;
 
 use crate::model::Period;
 
+/// Which API serves an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    Rackspace,
+    Sakura,
+    Racknap,
+    Threescale,
+}
+
 #[derive(Debug, Clone)]
 pub struct SimItem {
-    pub offering: String,
+    /// The API's code for the item (Rackspace offeringCode, SAKURA service class, 3scale metric …).
+    pub code: String,
+    /// Readable name (3scale line-item name, SAKURA product name …).
+    pub name: String,
+    /// Rackspace chargeType, 3scale `LineItem::PlanCost` / `LineItem::VariableCost`, …
     pub charge_type: String,
-    pub unit_of_measure: String,
-    pub daily_amount: Decimal,
-    /// Price per unit; quantity = amount / rate.
-    pub rate: Decimal,
+    pub unit: String,
+    /// Quantity accrued per day regardless of traffic (instance hours, storage GB-days).
+    pub fixed_per_day: Decimal,
+    /// Quantity per unit of the account's traffic (GB per request, API hits per request).
+    pub per_traffic: f64,
+    pub unit_price: Decimal,
 }
 
-/// Extra spend on one offering between two days of every billing period (a runaway instance).
+/// Extra quantity of one item between two days of every period (a runaway fleet).
 #[derive(Debug, Clone)]
 pub struct RecurringIncident {
-    pub offering: String,
+    pub item: String,
     pub from_day: f64,
     pub to_day: f64,
-    pub extra_daily: Decimal,
+    pub extra_per_day: Decimal,
 }
 
-/// A one-time charge (or credit, if negative) at an instant.
+/// A one-time charge (or credit, if negative) on an item at an instant.
 #[derive(Debug, Clone)]
 pub struct Adjustment {
     pub at: Timestamp,
-    pub offering: String,
+    pub item: String,
     pub amount: Decimal,
+}
+
+/// Traffic in `unit` per hour: `base × (1 + diurnal × sin(…))`, peaking at 12:00 UTC,
+/// times `factor` inside any traffic incident's days of the period.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    pub unit: String,
+    pub base_per_hour: f64,
+    pub diurnal: f64,
+    pub incidents: Vec<TrafficIncident>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrafficIncident {
+    pub from_day: f64,
+    pub to_day: f64,
+    pub factor: f64,
 }
 
 #[derive(Debug, Clone)]
 pub struct SimAccount {
-    pub ran: String,
+    pub api: Api,
+    /// The API's account id (Rackspace RAN, SAKURA account ID, RackNap customer, 3scale buyer).
+    pub id: String,
+    pub name: String,
     pub currency: String,
     /// Day of month the billing cycle starts (1–28).
     pub cycle_day: i8,
     pub items: Vec<SimItem>,
     pub incidents: Vec<RecurringIncident>,
     pub adjustments: Vec<Adjustment>,
+    pub traffic: Traffic,
+    /// API-specific attributes (SAKURA member code, …).
+    pub extra: BTreeMap<String, String>,
 }
 
 /// A line item's state at an instant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimCharge {
-    pub offering: String,
+    pub code: String,
+    pub name: String,
     pub charge_type: String,
-    pub unit_of_measure: String,
-    pub category: &'static str,
+    pub unit: String,
     pub amount: Decimal,
     pub quantity: Decimal,
-    pub rate: Option<Decimal>,
+    pub unit_price: Decimal,
 }
 
-fn month_start(year: i16, month: i8, day: i8) -> Option<Timestamp> {
+/// Integration step for traffic; fine enough that hourly polls see smooth growth.
+const STEP_SECONDS: f64 = 900.0;
+
+fn cycle_start(year: i16, month: i8, day: i8) -> Option<Timestamp> {
     Date::new(year, month, day)
         .ok()?
         .to_zoned(TimeZone::UTC)
@@ -67,114 +112,198 @@ fn month_start(year: i16, month: i8, day: i8) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
+fn days(d: SignedDuration) -> f64 {
+    d.as_secs_f64() / 86_400.0
+}
+
+impl Traffic {
+    fn factor(&self, day_of_period: f64) -> f64 {
+        self.incidents
+            .iter()
+            .filter(|i| i.from_day <= day_of_period && day_of_period < i.to_day)
+            .map(|i| i.factor)
+            .product()
+    }
+
+    /// Units per hour at `at`, `day_of_period` days into its billing period.
+    pub fn rate_per_hour(&self, at: Timestamp, day_of_period: f64) -> f64 {
+        let hour = (at.as_second().rem_euclid(86_400)) as f64 / 3600.0;
+        let cycle = (std::f64::consts::TAU * (hour - 6.0) / 24.0).sin();
+        (self.base_per_hour * (1.0 + self.diurnal * cycle) * self.factor(day_of_period)).max(0.0)
+    }
+}
+
 impl SimAccount {
     /// The billing period containing `at`.
     pub fn period(&self, at: Timestamp) -> Option<Period> {
         let date = at.to_zoned(TimeZone::UTC).date();
-        let this = month_start(date.year(), date.month(), self.cycle_day)?;
+        let this = cycle_start(date.year(), date.month(), self.cycle_day)?;
         let start = if at >= this {
             this
         } else {
             let prev = date.checked_sub(1.month()).ok()?;
-            month_start(prev.year(), prev.month(), self.cycle_day)?
+            cycle_start(prev.year(), prev.month(), self.cycle_day)?
         };
         let start_date = start.to_zoned(TimeZone::UTC).date();
         let next = start_date.checked_add(1.month()).ok()?;
-        let end = month_start(next.year(), next.month(), self.cycle_day)?;
+        let end = cycle_start(next.year(), next.month(), self.cycle_day)?;
         Some(Period { start, end })
     }
 
-    /// Line items accrued from the period start to `at`.
+    /// The period before `period`.
+    pub fn previous_period(&self, period: Period) -> Option<Period> {
+        self.period(period.start - SignedDuration::from_secs(1))
+    }
+
+    /// Traffic units in `[from, to)` of `period`.
+    pub fn traffic_between(&self, period: Period, from: Timestamp, to: Timestamp) -> f64 {
+        let mut total = 0.0;
+        let mut t = from;
+        while t < to {
+            let step_end = (t + SignedDuration::from_secs_f64(STEP_SECONDS)).min(to);
+            let hours = days(step_end.duration_since(t)) * 24.0;
+            total += self
+                .traffic
+                .rate_per_hour(t, days(t.duration_since(period.start)))
+                * hours;
+            t = step_end;
+        }
+        total
+    }
+
+    /// Line items accrued from the start of the period containing `at` up to `at`
+    /// (for a closed period, pass its last instant to get the period total).
     pub fn charges(&self, at: Timestamp) -> Option<(Period, Vec<SimCharge>)> {
         let period = self.period(at)?;
-        let days = |d: SignedDuration| d.as_secs_f64() / 86_400.0;
         let elapsed = days(at.duration_since(period.start)).max(0.0);
-        let mut out = Vec::new();
+        let traffic = self.traffic_between(period, period.start, at);
+        let mut out = Vec::with_capacity(self.items.len());
         for item in &self.items {
-            let mut amount = item.daily_amount * Decimal::from_f64(elapsed)?;
-            for inc in self
-                .incidents
-                .iter()
-                .filter(|i| i.offering == item.offering)
-            {
+            let mut quantity = item.fixed_per_day * Decimal::from_f64(elapsed)?
+                + Decimal::from_f64(item.per_traffic * traffic)?;
+            for inc in self.incidents.iter().filter(|i| i.item == item.code) {
                 let overlap = (elapsed.min(inc.to_day) - inc.from_day).max(0.0);
-                amount += inc.extra_daily * Decimal::from_f64(overlap)?;
+                quantity += inc.extra_per_day * Decimal::from_f64(overlap)?;
             }
+            let quantity = quantity.round_dp(2);
+            let mut amount = quantity * item.unit_price;
             for adj in self
                 .adjustments
                 .iter()
-                .filter(|a| a.offering == item.offering && period.contains(a.at) && a.at <= at)
+                .filter(|a| a.item == item.code && period.contains(a.at) && a.at <= at)
             {
                 amount += adj.amount;
             }
-            let amount = amount.round_dp(2);
-            let quantity = if item.rate.is_zero() {
-                Decimal::ZERO
-            } else {
-                (amount / item.rate).round_dp(2)
-            };
             out.push(SimCharge {
-                offering: item.offering.clone(),
+                code: item.code.clone(),
+                name: item.name.clone(),
                 charge_type: item.charge_type.clone(),
-                unit_of_measure: item.unit_of_measure.clone(),
-                category: "CHARGE",
-                amount,
+                unit: item.unit.clone(),
+                amount: amount.round_dp(2),
                 quantity,
-                rate: Some(item.rate),
+                unit_price: item.unit_price,
             });
         }
         Some((period, out))
     }
+
+    /// The closed period before the one containing `at`, with its final charges.
+    pub fn last_closed(&self, at: Timestamp) -> Option<(Period, Vec<SimCharge>)> {
+        let current = self.period(at)?;
+        let previous = self.previous_period(current)?;
+        let (_, charges) = self.charges(previous.end - SignedDuration::from_millis(1))?;
+        Some((previous, charges))
+    }
 }
 
-fn item(offering: &str, charge_type: &str, uom: &str, daily: i64, rate: &str) -> SimItem {
+fn item(
+    code: &str,
+    charge_type: &str,
+    unit: &str,
+    fixed_per_day: i64,
+    per_traffic: f64,
+    price: &str,
+) -> SimItem {
     SimItem {
-        offering: offering.into(),
+        code: code.into(),
+        name: code.into(),
         charge_type: charge_type.into(),
-        unit_of_measure: uom.into(),
-        daily_amount: Decimal::from(daily),
-        rate: rate.parse().unwrap_or(Decimal::ONE),
+        unit: unit.into(),
+        fixed_per_day: Decimal::from(fixed_per_day),
+        per_traffic,
+        unit_price: price.parse().unwrap_or(Decimal::ONE),
+    }
+}
+
+fn steady_traffic(unit: &str, base_per_hour: f64) -> Traffic {
+    Traffic {
+        unit: unit.into(),
+        base_per_hour,
+        diurnal: 0.5,
+        incidents: Vec::new(),
     }
 }
 
 /// The world `demo` and the tests run against.
 pub fn demo_world() -> Vec<SimAccount> {
     vec![
+        // ~$80/day against a $3,200 budget; a runaway fleet on days 10–12 (+$300/day).
         SimAccount {
-            ran: "020-1001".into(),
+            api: Api::Rackspace,
+            id: "020-1001".into(),
+            name: "Example Retail".into(),
             currency: "USD".into(),
             cycle_day: 1,
             items: vec![
-                item("CLOUD_SERVERS", "UPTIME", "HRS", 52, "0.12"),
-                item("RCDN", "BWOUT", "GB", 18, "0.08"),
-                item("CLOUD_FILES", "STORAGE", "GB", 10, "0.10"),
+                // 433.33 instance-hours a day at $0.12 ≈ $52/day
+                item("CLOUD_SERVERS", "UPTIME", "HRS", 0, 0.0, "0.12").with_fixed("433.3333"),
+                // 225 GB a day on average, following requests (9.375 GB per 1k requests/h × 24 h)
+                item("RCDN", "BWOUT", "GB", 0, 0.0009375, "0.08"),
+                item("CLOUD_FILES", "STORAGE", "GB", 100, 0.0, "0.10"),
             ],
-            // A runaway fleet on days 10–12 of every period: forecast crosses the budget, then recovers.
             incidents: vec![RecurringIncident {
-                offering: "CLOUD_SERVERS".into(),
+                item: "CLOUD_SERVERS".into(),
                 from_day: 10.0,
                 to_day: 12.0,
-                extra_daily: Decimal::from(300),
+                extra_per_day: Decimal::from(2500),
             }],
             adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 10_000.0),
+            extra: BTreeMap::new(),
         },
+        // ~£26/day against £1,000: never alerts.
         SimAccount {
-            ran: "020-2002".into(),
+            api: Api::Rackspace,
+            id: "020-2002".into(),
+            name: "Example Media".into(),
             currency: "GBP".into(),
             cycle_day: 1,
             items: vec![
-                item("CLOUD_SERVERS", "UPTIME", "HRS", 20, "0.10"),
-                item("DBAAS", "UPTIME", "HRS", 6, "0.40"),
+                item("CLOUD_SERVERS", "UPTIME", "HRS", 200, 0.0, "0.10"),
+                item("DBAAS", "UPTIME", "HRS", 15, 0.0, "0.40"),
             ],
             incidents: Vec::new(),
             adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 2_000.0),
+            extra: BTreeMap::new(),
         },
     ]
+}
+
+impl SimItem {
+    fn with_fixed(mut self, per_day: &str) -> Self {
+        self.fixed_per_day = per_day.parse().unwrap_or(Decimal::ZERO);
+        self
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn total(c: &[SimCharge]) -> Decimal {
+        c.iter().map(|x| x.amount).sum()
+    }
 
     #[test]
     fn spend_accrues_and_resets_at_the_period_start() {
@@ -188,9 +317,11 @@ mod tests {
             p2.start,
             "2026-12-01T00:00:00Z".parse::<Timestamp>().unwrap()
         );
-        let total = |c: &[SimCharge]| c.iter().map(|x| x.amount).sum::<Decimal>();
         assert_eq!(total(&c1), Decimal::from(26 * 29) + Decimal::from(13));
         assert_eq!(total(&c2), Decimal::from(13));
+        let (closed, final_charges) = acct.last_closed(early).unwrap();
+        assert_eq!(closed, p1);
+        assert_eq!(total(&final_charges), Decimal::from(26 * 30));
     }
 
     #[test]
@@ -204,14 +335,38 @@ mod tests {
             .charges("2026-11-14T00:00:00Z".parse().unwrap())
             .unwrap()
             .1;
-        let servers = |c: &[SimCharge]| {
-            c.iter()
-                .find(|x| x.offering == "CLOUD_SERVERS")
-                .unwrap()
-                .amount
-        };
+        let servers =
+            |c: &[SimCharge]| c.iter().find(|x| x.code == "CLOUD_SERVERS").unwrap().amount;
         assert_eq!(servers(&before), Decimal::from(52 * 9));
         assert_eq!(servers(&after), Decimal::from(52 * 13 + 600));
+    }
+
+    #[test]
+    fn usage_follows_traffic_with_a_daily_cycle() {
+        let acct = &demo_world()[0];
+        let period = acct
+            .period("2026-11-05T00:00:00Z".parse().unwrap())
+            .unwrap();
+        let day = |d: &str| {
+            let from: Timestamp = format!("2026-11-{d}T00:00:00Z").parse().unwrap();
+            acct.traffic_between(period, from, from + SignedDuration::from_hours(24))
+        };
+        // A whole day of a sine cycle averages to the base rate.
+        assert!((day("05") - 240_000.0).abs() < 1.0, "{}", day("05"));
+        let noon: Timestamp = "2026-11-05T12:00:00Z".parse().unwrap();
+        let night: Timestamp = "2026-11-05T00:00:00Z".parse().unwrap();
+        assert!(
+            acct.traffic.rate_per_hour(noon, 4.5) > 1.4 * acct.traffic.rate_per_hour(night, 4.0)
+        );
+        let bw = |at: &str| {
+            let (_, c) = acct.charges(at.parse().unwrap()).unwrap();
+            c.iter().find(|x| x.code == "RCDN").unwrap().amount
+        };
+        let daily = bw("2026-11-06T00:00:00Z") - bw("2026-11-05T00:00:00Z");
+        assert!(
+            (daily - Decimal::from(18)).abs() < Decimal::new(5, 2),
+            "$18/day of egress: {daily}"
+        );
     }
 
     #[test]

@@ -3,7 +3,10 @@
 //! A source supplies only its `classify` table (which statuses retry, re-authenticate or fail).
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::StatusCode;
@@ -118,6 +121,11 @@ pub struct HttpPolicy {
     /// and the next interval retries.
     pub max_retry_after: Duration,
     pub max_body_bytes: usize,
+    /// Client-side pacing: at least this long between two requests (e.g. SAKURA's 5/s).
+    pub min_interval: Duration,
+    /// When `X-RateLimit-Remaining` drops to this or below, wait for `X-RateLimit-Reset`
+    /// before the next request instead of running into a 429.
+    pub rate_limit_reserve: u64,
 }
 
 impl Default for HttpPolicy {
@@ -129,6 +137,8 @@ impl Default for HttpPolicy {
             max_backoff: Duration::from_secs(20),
             max_retry_after: Duration::from_secs(60),
             max_body_bytes: 16 * 1024 * 1024,
+            min_interval: Duration::ZERO,
+            rate_limit_reserve: 1,
         }
     }
 }
@@ -182,10 +192,13 @@ pub fn new_request_id() -> String {
 pub struct ApiClient {
     http: reqwest::Client,
     policy: HttpPolicy,
+    /// Earliest instant the next request may go out (pacing and rate-limit headers).
+    next_allowed: Arc<Mutex<Option<Instant>>>,
 }
 
 impl ApiClient {
     pub fn new(policy: HttpPolicy) -> Result<Self, PollError> {
+        crate::ensure_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
@@ -194,7 +207,38 @@ impl ApiClient {
             .map_err(|e| {
                 PollError::new(PollErrorKind::Connect, format!("building HTTP client: {e}"))
             })?;
-        Ok(ApiClient { http, policy })
+        Ok(ApiClient {
+            http,
+            policy,
+            next_allowed: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    /// Waits until the pacing and the last rate-limit headers allow another request.
+    async fn pace(&self) {
+        let mut next = self.next_allowed.lock().await;
+        if let Some(at) = *next {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        *next = (!self.policy.min_interval.is_zero())
+            .then(|| Instant::now() + self.policy.min_interval);
+    }
+
+    /// After a response: nearly out of quota → hold further requests until the reset.
+    async fn observe_limits(&self, headers: &HeaderMap) {
+        let Some(remaining) = header_u64(headers, "x-ratelimit-remaining") else {
+            return;
+        };
+        if remaining > self.policy.rate_limit_reserve {
+            return;
+        }
+        if let Some(wait) = rate_limit_reset(headers) {
+            let wait = wait.min(self.policy.max_retry_after);
+            tracing::info!(remaining, wait = ?wait, "Rate limit nearly used up; slowing down until it resets.");
+            let until = Instant::now() + wait;
+            let mut next = self.next_allowed.lock().await;
+            *next = Some(next.map_or(until, |n| n.max(until)));
+        }
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -212,12 +256,14 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         classify: fn(StatusCode) -> RetryAction,
     ) -> Result<Fetched, AttemptError> {
+        self.pace().await;
         let mut response = request
             .send()
             .await
             .map_err(|e| AttemptError::from_reqwest(&e))?;
         let status = response.status();
         let headers = response.headers().clone();
+        self.observe_limits(&headers).await;
         let mut body = Vec::new();
         while let Some(chunk) = response
             .chunk()
@@ -319,8 +365,24 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// Time until `X-RateLimit-Reset` (Unix seconds), if the header is there.
+pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    let reset = header_u64(headers, "x-ratelimit-reset")?;
+    let reset = jiff::Timestamp::from_second(i64::try_from(reset).ok()?).ok()?;
+    Some(Duration::try_from(reset.duration_since(jiff::Timestamp::now())).unwrap_or(Duration::ZERO))
+}
+
+/// How long the server asks us to wait: `Retry-After` (seconds or an HTTP date), else
+/// `X-RateLimit-Reset`.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    retry_after_header(headers).or_else(|| rate_limit_reset(headers))
+}
+
+fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -347,6 +409,51 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn rate_limit_reset_is_a_unix_time() {
+        let mut h = HeaderMap::new();
+        let reset = jiff::Timestamp::now().as_second() + 30;
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap(),
+        );
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(28) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        h.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        assert_eq!(
+            retry_after(&h),
+            Some(Duration::from_secs(3)),
+            "Retry-After wins"
+        );
+    }
+
+    #[tokio::test]
+    async fn nearly_exhausted_quota_holds_the_next_request() {
+        let client = ApiClient::new(HttpPolicy::default()).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("1"));
+        h.insert(
+            "x-ratelimit-reset",
+            HeaderValue::from_str(&(jiff::Timestamp::now().as_second() + 2).to_string()).unwrap(),
+        );
+        client.observe_limits(&h).await;
+        let held = client.next_allowed.lock().await.unwrap();
+        assert!(
+            held > Instant::now() + Duration::from_millis(500),
+            "the next request waits for the reset"
+        );
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("500"));
+        let other = ApiClient::new(HttpPolicy::default()).unwrap();
+        other.observe_limits(&h).await;
+        assert!(
+            other.next_allowed.lock().await.is_none(),
+            "plenty of quota: no wait"
+        );
     }
 
     #[test]

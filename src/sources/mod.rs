@@ -5,6 +5,8 @@
 pub mod amount;
 pub mod http;
 pub mod rackspace;
+#[cfg(test)]
+pub mod testkit;
 
 use std::future::Future;
 use std::pin::Pin;

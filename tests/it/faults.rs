@@ -107,6 +107,7 @@ async fn bad_responses_are_counted_by_reason_and_never_stored() {
         (FaultKind::Timeout, "timeout"),
     ] {
         let request = FaultRequest {
+            api: "rackspace".into(),
             fault,
             count: 1,
             delay_ms: Some(3_000),

@@ -10,22 +10,12 @@ use rust_decimal::Decimal;
 use super::RackspaceClient;
 use super::config::RackspaceSettings;
 use crate::config::Secret;
-use crate::model::Clock;
 use crate::model::series::{
     ITEM_SPEND_PTD as METRIC_LINE_ITEM, SPEND_PTD as METRIC_TOTAL, USAGE_PTD as METRIC_USAGE,
 };
 use crate::sim::{self, FaultKind, FaultRequest, Sim};
 use crate::sources::http::{HttpPolicy, PollErrorKind};
-
-async fn sim() -> (Sim, SocketAddr) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = Sim::new(Clock::System, sim::world::demo_world());
-    let (addr, _task) = sim
-        .start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
-    (sim, addr)
-}
+use crate::sources::testkit::{assert_fault_matrix, poll_ok, start_sim};
 
 fn client(addr: SocketAddr, api_key: &str, page_size: u32, max_retries: usize) -> RackspaceClient {
     RackspaceClient::new(RackspaceSettings {
@@ -51,6 +41,7 @@ fn client(addr: SocketAddr, api_key: &str, page_size: u32, max_retries: usize) -
 
 async fn fault(sim: &Sim, fault: FaultKind, count: u32) {
     sim.inject_fault(FaultRequest {
+        api: "rackspace".into(),
         fault,
         count,
         delay_ms: Some(2_000),
@@ -59,7 +50,7 @@ async fn fault(sim: &Sim, fault: FaultKind, count: u32) {
 
 #[tokio::test]
 async fn reads_every_page_and_maps_all_series() {
-    let (sim, addr) = sim().await;
+    let (sim, addr) = start_sim().await;
     for page_size in [1, 2, 200] {
         let obs = client(addr, sim::DEFAULT_API_KEY, page_size, 0)
             .poll_account("020-1001", Timestamp::now(), "t")
@@ -87,7 +78,7 @@ async fn reads_every_page_and_maps_all_series() {
 
 #[tokio::test]
 async fn cached_token_is_reused_and_refreshed_after_a_401() {
-    let (sim, addr) = sim().await;
+    let (sim, addr) = start_sim().await;
     let c = client(addr, sim::DEFAULT_API_KEY, 200, 0);
     for _ in 0..3 {
         c.poll_account("020-1001", Timestamp::now(), "t")
@@ -105,7 +96,7 @@ async fn cached_token_is_reused_and_refreshed_after_a_401() {
 
 #[tokio::test]
 async fn wrong_api_key_is_an_auth_error() {
-    let (_sim, addr) = sim().await;
+    let (_sim, addr) = start_sim().await;
     let err = client(addr, "not-the-key", 200, 3)
         .poll_account("020-1001", Timestamp::now(), "t")
         .await
@@ -116,7 +107,7 @@ async fn wrong_api_key_is_an_auth_error() {
 
 #[tokio::test]
 async fn unknown_account_is_a_client_error_without_retries() {
-    let (sim, addr) = sim().await;
+    let (sim, addr) = start_sim().await;
     let err = client(addr, sim::DEFAULT_API_KEY, 200, 3)
         .poll_account("020-9999", Timestamp::now(), "t")
         .await
@@ -128,7 +119,7 @@ async fn unknown_account_is_a_client_error_without_retries() {
 
 #[tokio::test]
 async fn transient_faults_are_retried_within_the_poll() {
-    let (sim, addr) = sim().await;
+    let (sim, addr) = start_sim().await;
     for kind in [
         FaultKind::Status500,
         FaultKind::Status429,
@@ -145,32 +136,61 @@ async fn transient_faults_are_retried_within_the_poll() {
 }
 
 #[tokio::test]
-async fn persistent_faults_fail_with_their_reason() {
-    let (sim, addr) = sim().await;
-    for (kind, reason) in [
-        (FaultKind::Malformed, PollErrorKind::Malformed),
-        (FaultKind::Html, PollErrorKind::NotJson),
-        (FaultKind::Status500, PollErrorKind::Server),
-        (FaultKind::Status429, PollErrorKind::RateLimited),
-        (FaultKind::Timeout, PollErrorKind::Timeout),
-    ] {
-        fault(&sim, kind, 2).await;
-        let before = sim.stats().billing_requests;
-        let err = client(addr, sim::DEFAULT_API_KEY, 200, 1)
-            .poll_account("020-1001", Timestamp::now(), "t")
-            .await
-            .unwrap_err();
-        assert_eq!(err.kind, reason, "{kind:?}");
-        let attempts = sim.stats().billing_requests - before;
-        let expected = if reason == PollErrorKind::Malformed {
-            1
-        } else {
-            2
-        };
-        assert_eq!(
-            attempts, expected,
-            "{kind:?}: malformed data is not retried, transient faults are"
-        );
-        sim.clear_faults();
-    }
+async fn fault_matrix() {
+    let (sim, addr) = start_sim().await;
+    let source = client(addr, sim::DEFAULT_API_KEY, 2, 1);
+    assert_fault_matrix(
+        &source,
+        &sim,
+        "rackspace",
+        "020-1001",
+        &[
+            (FaultKind::Malformed, PollErrorKind::Malformed),
+            (FaultKind::Truncated, PollErrorKind::Malformed),
+            (FaultKind::Html, PollErrorKind::NotJson),
+            (FaultKind::Status500, PollErrorKind::Server),
+            (FaultKind::Status503, PollErrorKind::Server),
+            (FaultKind::Status429, PollErrorKind::RateLimited),
+            (FaultKind::Timeout, PollErrorKind::Timeout),
+        ],
+    )
+    .await;
+    // A 401 re-authenticates once and retries: one fault is absorbed, two are an auth error.
+    sim.inject_fault(FaultRequest {
+        api: "rackspace".into(),
+        fault: FaultKind::Status401,
+        count: 1,
+        delay_ms: None,
+    });
+    poll_ok(&source, "020-1001").await;
+    sim.inject_fault(FaultRequest {
+        api: "rackspace".into(),
+        fault: FaultKind::Status401,
+        count: 2,
+        delay_ms: None,
+    });
+    let err = source
+        .poll_account("020-1001", Timestamp::now(), "t")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, PollErrorKind::Auth);
+}
+
+#[tokio::test]
+async fn empty_period_is_zero_spend_not_an_error() {
+    let (sim, addr) = start_sim().await;
+    sim.inject_fault(FaultRequest {
+        api: "rackspace".into(),
+        fault: FaultKind::EmptyPeriod,
+        count: 1,
+        delay_ms: None,
+    });
+    let obs = client(addr, sim::DEFAULT_API_KEY, 2, 0)
+        .poll_account("020-1001", Timestamp::now(), "t")
+        .await
+        .unwrap();
+    // The API itself says "nothing accrued yet": a real zero, with its billing period.
+    assert_eq!(obs.len(), 1);
+    assert_eq!(obs[0].value, Decimal::ZERO);
+    assert!(obs[0].period.is_some());
 }
