@@ -260,7 +260,7 @@ impl ApiClient {
         let mut response = request
             .send()
             .await
-            .map_err(|e| AttemptError::from_reqwest(&e))?;
+            .map_err(AttemptError::from_reqwest)?;
         let status = response.status();
         let headers = response.headers().clone();
         self.observe_limits(&headers).await;
@@ -268,7 +268,7 @@ impl ApiClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| AttemptError::from_reqwest(&e))?
+            .map_err(AttemptError::from_reqwest)?
         {
             if body.len() + chunk.len() > self.policy.max_body_bytes {
                 return Err(AttemptError::Failed(PollError::new(
@@ -332,7 +332,7 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
-    fn from_reqwest(e: &reqwest::Error) -> Self {
+    fn from_reqwest(e: reqwest::Error) -> Self {
         let kind = if e.is_timeout() {
             PollErrorKind::Timeout
         } else if e.is_connect() {
@@ -342,8 +342,8 @@ impl AttemptError {
         } else {
             PollErrorKind::Connect
         };
-        // reqwest's Display includes the URL; ours never carry credentials in the URL.
-        AttemptError::Failed(PollError::new(kind, error_chain(e)))
+        // Without the URL: a query string may carry a token (3scale's `access_token`).
+        AttemptError::Failed(PollError::new(kind, error_chain(&e.without_url())))
     }
 
     pub fn into_poll_error(self) -> PollError {
