@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
@@ -101,6 +102,7 @@ pub struct RawEvaluation {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSource {
     Rackspace(RawRackspace),
+    Prometheus(RawPrometheus),
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,22 +195,26 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     Rackspace(RackspaceSettings),
+    Prometheus(PrometheusSettings),
 }
 
 impl SourceSettings {
     pub fn name(&self) -> &str {
         match self {
             SourceSettings::Rackspace(s) => &s.name,
+            SourceSettings::Prometheus(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::Rackspace(_) => "rackspace",
+            SourceSettings::Prometheus(_) => "prometheus",
         }
     }
     pub fn interval(&self) -> Duration {
         match self {
             SourceSettings::Rackspace(s) => s.interval,
+            SourceSettings::Prometheus(s) => s.interval,
         }
     }
 }
@@ -452,19 +458,21 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let mut source_names = BTreeSet::new();
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
-        match s {
+        let settings = match s {
             RawSource::Rackspace(r) => {
-                let path = format!("sources[{i}].rackspace");
-                let settings = r.validate(&path, &mut c);
-                if !source_names.insert(settings.name.clone()) {
-                    c.error(
-                        format!("{path}.name"),
-                        format!("duplicate source name {:?}", settings.name),
-                    );
-                }
-                sources.push(SourceSettings::Rackspace(settings));
+                SourceSettings::Rackspace(r.validate(&format!("sources[{i}].rackspace"), &mut c))
             }
+            RawSource::Prometheus(r) => {
+                SourceSettings::Prometheus(r.validate(&format!("sources[{i}].prometheus"), &mut c))
+            }
+        };
+        if !source_names.insert(settings.name().to_string()) {
+            c.error(
+                format!("sources[{i}].{}.name", settings.kind()),
+                format!("duplicate source name {:?}", settings.name()),
+            );
         }
+        sources.push(settings);
     }
 
     let mut rule_names = BTreeSet::new();
@@ -634,6 +642,21 @@ fn validate_budget(
         labels: b.labels.clone(),
         annotations: b.annotations.clone(),
     }
+}
+
+/// Base URLs are joined with relative paths, so they must end in `/`.
+pub fn with_trailing_slash(mut url: url::Url) -> url::Url {
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    url
+}
+
+/// Stands in for a URL that failed validation; `validate` returns errors before any use.
+pub fn placeholder_url() -> url::Url {
+    url::Url::parse("http://invalid.invalid/")
+        .unwrap_or_else(|_| unreachable!("a constant, valid URL"))
 }
 
 fn is_label_name(name: &str) -> bool {

@@ -3,6 +3,7 @@
 //! records what spendwatch delivers. Used by `spendwatch sim`, `demo` and the tests.
 
 pub mod faults;
+pub mod prometheus;
 pub mod rackspace;
 pub mod receiver;
 pub mod world;
@@ -129,6 +130,10 @@ impl Sim {
             .route(
                 "/v2/accounts/{ran}/estimated-charges",
                 get(rackspace::estimated_charges),
+            )
+            .route(
+                "/api/v1/query_range",
+                get(prometheus::query_range_get).post(prometheus::query_range_post),
             )
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))

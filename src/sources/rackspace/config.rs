@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Checker, Secret, SecretRef};
+use crate::config::{Checker, Secret, SecretRef, placeholder_url, with_trailing_slash};
 use crate::sources::http::HttpPolicy;
 
 /// Identity v2.0 (US). UK accounts were documented with `https://lon.identity.api.rackspacecloud.com/v2.0/`.
@@ -42,15 +42,6 @@ pub struct RackspaceSettings {
     pub page_size: u32,
     pub max_pages: u32,
     pub policy: HttpPolicy,
-}
-
-/// Base URLs are joined with relative paths, so they must end in `/`.
-fn with_trailing_slash(mut url: url::Url) -> url::Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
 }
 
 impl RawRackspace {
@@ -111,16 +102,14 @@ impl RawRackspace {
             self.timeout.as_deref(),
             Duration::from_secs(30),
         );
-        let fallback =
-            || url::Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!());
         RackspaceSettings {
             name: self.name.clone(),
             username: self.username.clone(),
             api_key,
             accounts: self.accounts.clone(),
             interval,
-            identity_url: identity_url.unwrap_or_else(fallback),
-            billing_url: billing_url.unwrap_or_else(fallback),
+            identity_url: identity_url.unwrap_or_else(placeholder_url),
+            billing_url: billing_url.unwrap_or_else(placeholder_url),
             page_size,
             max_pages,
             policy: HttpPolicy {
