@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
 
@@ -103,6 +104,7 @@ pub struct RawEvaluation {
 pub enum RawSource {
     Rackspace(RawRackspace),
     Prometheus(RawPrometheus),
+    File(RawFile),
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +198,7 @@ pub struct Config {
 pub enum SourceSettings {
     Rackspace(RackspaceSettings),
     Prometheus(PrometheusSettings),
+    File(FileSettings),
 }
 
 impl SourceSettings {
@@ -203,18 +206,21 @@ impl SourceSettings {
         match self {
             SourceSettings::Rackspace(s) => &s.name,
             SourceSettings::Prometheus(s) => &s.name,
+            SourceSettings::File(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::Rackspace(_) => "rackspace",
             SourceSettings::Prometheus(_) => "prometheus",
+            SourceSettings::File(_) => "file",
         }
     }
     pub fn interval(&self) -> Duration {
         match self {
             SourceSettings::Rackspace(s) => s.interval,
             SourceSettings::Prometheus(s) => s.interval,
+            SourceSettings::File(s) => s.interval,
         }
     }
 }
@@ -464,6 +470,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             }
             RawSource::Prometheus(r) => {
                 SourceSettings::Prometheus(r.validate(&format!("sources[{i}].prometheus"), &mut c))
+            }
+            RawSource::File(r) => {
+                SourceSettings::File(r.validate(&format!("sources[{i}].file"), &mut c))
             }
         };
         if !source_names.insert(settings.name().to_string()) {

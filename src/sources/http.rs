@@ -32,6 +32,8 @@ pub enum PollErrorKind {
     /// Pagination did not terminate or went past the limits.
     Paging,
     BodyTooLarge,
+    /// A local file could not be read.
+    Io,
 }
 
 impl PollErrorKind {
@@ -47,6 +49,7 @@ impl PollErrorKind {
             PollErrorKind::Malformed => "malformed",
             PollErrorKind::Paging => "paging",
             PollErrorKind::BodyTooLarge => "body_too_large",
+            PollErrorKind::Io => "io",
         }
     }
 }

@@ -3,6 +3,7 @@
 //! place that knows every kind; [`poll_target`] runs one poll with logging and metrics.
 
 pub mod amount;
+pub mod file;
 pub mod http;
 pub mod prometheus;
 pub mod rackspace;
@@ -49,6 +50,7 @@ pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollEr
     Ok(match settings {
         SourceSettings::Rackspace(s) => Arc::new(rackspace::RackspaceClient::new(s.clone())?),
         SourceSettings::Prometheus(s) => Arc::new(prometheus::PrometheusClient::new(s.clone())?),
+        SourceSettings::File(s) => Arc::new(file::FileSource::new(s.clone())),
     })
 }
 
