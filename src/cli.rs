@@ -163,12 +163,17 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                         polled.request_id
                     );
                     for o in observations {
+                        let period = o
+                            .period
+                            .map(|p| format!(" period {}..{}", p.start, p.end))
+                            .unwrap_or_default();
                         println!(
-                            "  {:<70} {:>14} {} ({})",
+                            "  {:<70} {:>14} {} ({}) at {}{period}",
                             o.key.to_string(),
                             o.value,
                             o.unit,
-                            o.kind.as_str()
+                            o.kind.as_str(),
+                            o.at,
                         );
                     }
                 }

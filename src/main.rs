@@ -65,14 +65,13 @@ enum Command {
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::install_crypto_provider();
-    let quiet_by_default = matches!(
-        args.command,
-        Command::Demo { .. } | Command::Check { .. } | Command::PollOnce { .. }
-    );
-    cli::init_logging(
-        args.log_format,
-        if quiet_by_default { "warn" } else { "info" },
-    );
+    // Commands that print their own results log only what they do not print.
+    let default_filter = match args.command {
+        Command::Check { .. } | Command::PollOnce { .. } => "error",
+        Command::Demo { .. } => "warn",
+        Command::Run { .. } | Command::Sim { .. } => "info",
+    };
+    cli::init_logging(args.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

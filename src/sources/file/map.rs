@@ -46,6 +46,7 @@ pub fn parse_csv(settings: &FileSettings, bytes: &[u8]) -> Result<Vec<Observatio
     let file = settings.path.display();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
+        .flexible(true)
         .trim(csv::Trim::All)
         .from_reader(bytes);
     let headers = reader
@@ -64,6 +65,14 @@ pub fn parse_csv(settings: &FileSettings, bytes: &[u8]) -> Result<Vec<Observatio
         let record = record.map_err(|e| PollError::malformed(format!("{file}: {e}")))?;
         let line = record.position().map_or(0, |p| p.line());
         let bad = |what: String| PollError::malformed(format!("{file}: line {line}: {what}"));
+        // The labels column may be left off a row; anything else is a broken row.
+        if record.len() < 2 || record.len() > headers.len() {
+            return Err(bad(format!(
+                "{} fields, expected 2 to {}",
+                record.len(),
+                headers.len()
+            )));
+        }
         let ts_text = record.get(0).unwrap_or_default();
         let at = parse_time(ts_text).ok_or_else(|| {
             bad(format!(
