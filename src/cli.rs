@@ -1,6 +1,7 @@
 //! The binary's edge: each subcommand as a function returning an exit code. Only here
 //! (and in `main.rs`) is `anyhow` used.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,10 +55,23 @@ fn load_config(path: &Path) -> Result<Config, ExitCode> {
 pub fn check(path: &Path) -> anyhow::Result<ExitCode> {
     match load_config(path) {
         Ok(config) => {
-            println!("{}", config.summary());
+            emit(&format!("{}\n", config.summary()))?;
             Ok(ExitCode::SUCCESS)
         }
         Err(code) => Ok(code),
+    }
+}
+
+/// Writes command output to stdout; a reader that went away (`| head`) is not an error.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
@@ -126,6 +140,7 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let metrics = Metrics::new();
     let mut all_ok = true;
     let mut json_out = Vec::new();
+    let mut out = String::new();
     for settings in &config.sources {
         let source = sources::build(settings)?;
         for target in source.targets() {
@@ -149,40 +164,44 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 continue;
             }
             match error {
-                Some(e) => println!(
+                Some(e) => writeln!(
+                    out,
                     "{} {}: FAILED ({}) {} [request {}]",
                     polled.source, polled.target, e.kind, e.message, polled.request_id
-                ),
+                )?,
                 None => {
-                    println!(
+                    writeln!(
+                        out,
                         "{} {}: {} observation(s) in {:.2}s [request {}]",
                         polled.source,
                         polled.target,
                         observations.len(),
                         polled.seconds,
                         polled.request_id
-                    );
+                    )?;
                     for o in observations {
                         let period = o
                             .period
                             .map(|p| format!(" period {}..{}", p.start, p.end))
                             .unwrap_or_default();
-                        println!(
+                        writeln!(
+                            out,
                             "  {:<70} {:>14} {} ({}) at {}{period}",
                             o.key.to_string(),
                             o.value,
                             o.unit,
                             o.kind.as_str(),
                             o.at,
-                        );
+                        )?;
                     }
                 }
             }
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&json_out)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&json_out)?)?;
     }
+    emit(&out)?;
     Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
