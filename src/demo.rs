@@ -55,6 +55,17 @@ billing_url = "http://{sim_addr}/v2/"
 page_size = 2
 timeout = "5s"
 
+[[sources]]
+[sources.prometheus]
+name = "prometheus"
+url = "http://{sim_addr}/"
+step = "1h"
+lookback = "6h"
+interval = "1h"
+queries = [
+  {{ name = "requests", query = 'sum by (account) (increase(requests_total[1h]))', unit = "requests" }},
+]
+
 [[rules]]
 [rules.budget]
 name = "monthly-budget-usd"
