@@ -234,7 +234,9 @@ pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitC
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  prometheus query_range: http://{addr}/api/v1/query_range (query naming `requests`)");
+    println!(
+        "  prometheus query_range: http://{addr}/api/v1/query_range (query naming `requests`)"
+    );
     println!("  webhook receiver: http://{addr}/_sim/webhook");
     termination().await;
     Ok(ExitCode::SUCCESS)

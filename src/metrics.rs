@@ -36,6 +36,8 @@ pub struct Metrics {
     traffic: GaugeVec,
     /// Per series: the data time behind each gauge value, so older data never overwrites newer.
     gauge_times: Mutex<HashMap<String, Timestamp>>,
+    /// Newest data time per (source, account), for the lag gauge.
+    newest_data: Mutex<HashMap<(String, String), Timestamp>>,
     data_lag: GaugeVec,
     billing_period_end: GaugeVec,
     forecast: GaugeVec,
@@ -160,6 +162,7 @@ impl Metrics {
                 &["source", "account", "series", "unit"],
             ),
             gauge_times: Mutex::new(HashMap::new()),
+            newest_data: Mutex::new(HashMap::new()),
             data_lag: gauge_vec(
                 &r,
                 "spendwatch_data_lag_seconds",
@@ -366,22 +369,27 @@ impl Metrics {
                     .set(value),
                 _ => {}
             }
-            let gauge = self.last_data.with_label_values(&[source, account]);
-            let at = o.at.as_millisecond() as f64 / 1000.0;
-            if at > gauge.get() {
-                gauge.set(at);
+            let mut newest = self.newest_data.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = newest
+                .entry((source.to_string(), account.to_string()))
+                .or_insert(o.at);
+            if o.at >= *slot {
+                *slot = o.at;
+                self.last_data
+                    .with_label_values(&[source, account])
+                    .set(o.at.as_millisecond() as f64 / 1000.0);
             }
         }
     }
 
-    /// Refreshes `spendwatch_data_lag_seconds` for one source and account at `now`.
-    pub fn data_lag(&self, source: &str, account: &str, now: Timestamp) {
-        let newest = self.last_data.with_label_values(&[source, account]).get();
-        if newest > 0.0 {
-            let lag = now.as_millisecond() as f64 / 1000.0 - newest;
-            self.data_lag
-                .with_label_values(&[source, account])
-                .set(lag.max(0.0));
+    /// Sets `spendwatch_data_lag_seconds` = `now` − newest data time, for every source and
+    /// account seen; called after polls and at every evaluation, so the lag keeps growing
+    /// while no new data arrives.
+    pub fn refresh_data_lag(&self, now: Timestamp) {
+        let newest = self.newest_data.lock().unwrap_or_else(|p| p.into_inner());
+        for ((source, account), at) in newest.iter() {
+            let lag = now.duration_since(*at).as_secs_f64().max(0.0);
+            self.data_lag.with_label_values(&[source, account]).set(lag);
         }
     }
 

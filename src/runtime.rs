@@ -227,8 +227,7 @@ impl Shared {
                 self.totals.polls_failed.fetch_add(1, Ordering::Relaxed);
             }
         }
-        self.metrics
-            .data_lag(source, &polled.target, self.clock.now());
+        self.metrics.refresh_data_lag(self.clock.now());
     }
 }
 
@@ -328,6 +327,7 @@ async fn evaluate_loop(
             }
         }
         metrics.set_alert_counts(&alerting.counts(evaluator.rule_names()));
+        metrics.refresh_data_lag(at);
         ready.store(true, Ordering::Release);
         tokio::select! {
             _ = evaluate_now.notified() => {}

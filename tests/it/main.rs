@@ -4,4 +4,5 @@ mod cli;
 mod e2e;
 mod faults;
 mod restart;
+mod sources;
 mod support;
