@@ -35,13 +35,7 @@ async fn token_expiry_mid_run_reauthenticates_without_a_gap() {
     let (sim, sim_addr) = start_sim().await;
     let config = write_config(sim_addr, ConfigOptions::default());
     let mut daemon = Daemon::start(&config).await;
-    daemon
-        .wait_metric(
-            "first poll",
-            &["spendwatch_polls_total", "outcome=\"success\""],
-            |v| v >= 1.0,
-        )
-        .await;
+    daemon.wait_first_poll().await;
     let auths_before = sim.stats().auth_requests;
     post_json(
         &format!("http://{sim_addr}/_sim/expire-tokens"),
@@ -92,13 +86,7 @@ async fn bad_responses_are_counted_by_reason_and_never_stored() {
         },
     );
     let mut daemon = Daemon::start(&config).await;
-    daemon
-        .wait_metric(
-            "first poll",
-            &["spendwatch_polls_total", "outcome=\"success\""],
-            |v| v >= 1.0,
-        )
-        .await;
+    daemon.wait_first_poll().await;
 
     for (fault, reason) in [
         (FaultKind::Malformed, "malformed"),

@@ -31,6 +31,19 @@ interval = "1s"
     )
 }
 
+/// The base config plus every other source, with the CSV it reads.
+fn multi_source_config(sim: std::net::SocketAddr) -> TestConfig {
+    let config = write_config(
+        sim,
+        ConfigOptions {
+            extra: all_sources(sim),
+            ..Default::default()
+        },
+    );
+    std::fs::write(config.dir.path().join("traffic.csv"), CSV).expect("write CSV");
+    config
+}
+
 const CSV: &str = "timestamp,value,labels\n2026-11-24T10:00:00Z,182.5,account=020-1001\n2026-11-24T11:00:00Z,201,account=020-1001\n";
 
 /// Per source: a metric family with a sample from that source once it has been polled.
@@ -43,14 +56,7 @@ const EXPECTED: &[(&str, &str)] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_source_on_one_config() {
     let (_sim, sim_addr) = start_sim().await;
-    let config = write_config(
-        sim_addr,
-        ConfigOptions {
-            extra: all_sources(sim_addr),
-            ..Default::default()
-        },
-    );
-    std::fs::write(config.dir.path().join("traffic.csv"), CSV).unwrap();
+    let config = multi_source_config(sim_addr);
     let daemon = Daemon::start(&config).await;
     for (source, family) in EXPECTED {
         let selector = format!("source=\"{source}\"");
@@ -106,14 +112,7 @@ fn shape(json: &serde_json::Value) -> Vec<(String, String, bool, BTreeSet<String
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poll_once_json_is_stable() {
     let (_sim, sim_addr) = start_sim().await;
-    let config = write_config(
-        sim_addr,
-        ConfigOptions {
-            extra: all_sources(sim_addr),
-            ..Default::default()
-        },
-    );
-    std::fs::write(config.dir.path().join("traffic.csv"), CSV).unwrap();
+    let config = multi_source_config(sim_addr);
     let cfg = config.path.to_str().unwrap().to_string();
     let run = move || {
         let out = run_cli(&["poll-once", "--json", "--config", &cfg], &[], None);

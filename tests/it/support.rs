@@ -220,6 +220,16 @@ impl Daemon {
         .await
     }
 
+    /// Waits for the first successful poll.
+    pub async fn wait_first_poll(&self) {
+        self.wait_metric(
+            "first poll",
+            &["spendwatch_polls_total", "outcome=\"success\""],
+            |v| v >= 1.0,
+        )
+        .await;
+    }
+
     /// Waits until the sum of a counter has grown by `n` from now: "n more polls/evaluations".
     pub async fn wait_for_more(&self, what: &str, parts: &[&str], n: f64) {
         let before = metric_sum(&self.metrics().await, parts);
