@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod ptd;
+pub mod window;
 
 use std::time::Instant;
 

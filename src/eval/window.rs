@@ -1,0 +1,301 @@
+//! Window alignment: turns any stored series into "how much in `[start, end)`", by the time
+//! the data describes. Period-to-date series become spans by differences within a period
+//! (see `ptd`); traffic samples each describe the step that ends at their timestamp. A window
+//! is complete only when spans cover (almost) all of it: a gap is unknown, never zero.
+
+use jiff::{SignedDuration, Timestamp};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
+
+use super::ptd::{Increment, increments};
+use crate::model::{ObservationKind, Point};
+
+/// Share of a window that spans must cover for it to count as complete. The rest is
+/// extrapolated at the covered rate (billing data rarely lands exactly on a boundary).
+pub const MIN_COVERAGE: f64 = 0.95;
+
+/// An aligned window and what was spent or used in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowAmount {
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub amount: Decimal,
+    /// Share of the window covered by data, in [0, 1].
+    pub coverage: f64,
+}
+
+/// Spans for period-to-date points: each period's first point counts from the period start.
+pub fn spans_from_period_to_date(points: &[Point]) -> Vec<Increment> {
+    let mut out = Vec::with_capacity(points.len());
+    if let Some(first) = points.first()
+        && let Some(period) = first.period
+        && period.start < first.at
+    {
+        out.push(Increment {
+            from: period.start,
+            to: first.at,
+            amount: first.value,
+        });
+    }
+    out.extend(increments(points));
+    out
+}
+
+/// Spans for samples that each describe the step ending at their timestamp. The step is the
+/// smallest gap between samples (a missing sample leaves a hole, not a longer step).
+pub fn spans_from_samples(points: &[Point]) -> Vec<Increment> {
+    let step = points
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .filter(|d| d.is_positive())
+        .min();
+    let Some(step) = step else {
+        return Vec::new();
+    };
+    points
+        .iter()
+        .map(|p| Increment {
+            from: p.at - step,
+            to: p.at,
+            amount: p.value,
+        })
+        .collect()
+}
+
+/// The spans of a series of the given kind. Period totals are one span per period.
+pub fn spans(kind: ObservationKind, points: &[Point]) -> Vec<Increment> {
+    match kind {
+        ObservationKind::PeriodToDate | ObservationKind::Usage => spans_from_period_to_date(points),
+        ObservationKind::Traffic => spans_from_samples(points),
+        ObservationKind::PeriodTotal => points
+            .iter()
+            .filter_map(|p| {
+                p.period.map(|period| Increment {
+                    from: period.start,
+                    to: period.end,
+                    amount: p.value,
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The amount in `[start, end)`, pro-rating spans that straddle the edges. `None` when the
+/// data covers less than `MIN_COVERAGE` of the window (not yet complete, or a gap).
+pub fn window_amount(
+    spans: &[Increment],
+    start: Timestamp,
+    end: Timestamp,
+) -> Option<WindowAmount> {
+    let length = end.duration_since(start).as_secs_f64();
+    if length <= 0.0 {
+        return None;
+    }
+    let mut amount = 0.0;
+    let mut covered = 0.0;
+    for s in spans {
+        let from = s.from.max(start);
+        let to = s.to.min(end);
+        if to <= from {
+            continue;
+        }
+        let span = s.to.duration_since(s.from).as_secs_f64();
+        if span <= 0.0 {
+            continue;
+        }
+        let overlap = to.duration_since(from).as_secs_f64();
+        amount += s.amount.to_f64()? * overlap / span;
+        covered += overlap;
+    }
+    let coverage = (covered / length).min(1.0);
+    if coverage < MIN_COVERAGE {
+        return None;
+    }
+    Some(WindowAmount {
+        start,
+        end,
+        amount: Decimal::from_f64(amount / coverage)?.round_dp(6),
+        coverage,
+    })
+}
+
+/// The last `count` whole windows of `size` ending at or before `now`, aligned to
+/// multiples of `size` shifted by `offset` (e.g. +9 h for days in JST), oldest first.
+pub fn aligned_windows(
+    now: Timestamp,
+    size: SignedDuration,
+    offset: SignedDuration,
+    count: usize,
+) -> Vec<(Timestamp, Timestamp)> {
+    let size_s = size.as_secs().max(1);
+    let shifted = now.as_second() + offset.as_secs();
+    let last_end = shifted.div_euclid(size_s) * size_s - offset.as_secs();
+    (0..count as i64)
+        .rev()
+        .filter_map(|i| {
+            let end = Timestamp::from_second(last_end - i * size_s).ok()?;
+            Some((end - size, end))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Period;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn ptd(at: &str, value: i64, period: Period) -> Point {
+        Point {
+            at: ts(at),
+            last_seen: ts(at),
+            period: Some(period),
+            value: Decimal::from(value),
+        }
+    }
+
+    fn sample(at: &str, value: i64) -> Point {
+        Point {
+            at: ts(at),
+            last_seen: ts(at),
+            period: None,
+            value: Decimal::from(value),
+        }
+    }
+
+    fn nov() -> Period {
+        Period {
+            start: ts("2026-11-01T00:00:00Z"),
+            end: ts("2026-12-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn daily_windows_from_period_to_date_points_at_odd_times() {
+        // 24/day accrued, polled at 06:00 every day.
+        let points: Vec<Point> = (1..=5)
+            .map(|d| {
+                ptd(
+                    &format!("2026-11-{:02}T06:00:00Z", d),
+                    24 * (d - 1) + 6,
+                    nov(),
+                )
+            })
+            .collect();
+        let spans = spans(ObservationKind::PeriodToDate, &points);
+        let w = window_amount(
+            &spans,
+            ts("2026-11-02T00:00:00Z"),
+            ts("2026-11-03T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.amount, Decimal::from(24));
+        assert_eq!(w.coverage, 1.0);
+        // The last day is only covered up to 06:00: not complete.
+        assert!(
+            window_amount(
+                &spans,
+                ts("2026-11-05T00:00:00Z"),
+                ts("2026-11-06T00:00:00Z")
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn a_gap_makes_a_window_incomplete_not_zero() {
+        let points = [
+            ptd("2026-11-02T00:00:00Z", 48, nov()),
+            ptd("2026-11-04T00:00:00Z", 96, nov()),
+        ];
+        let spans = spans(ObservationKind::PeriodToDate, &points);
+        // One span over two days: each day gets its pro-rated half.
+        let w = window_amount(
+            &spans,
+            ts("2026-11-02T00:00:00Z"),
+            ts("2026-11-03T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.amount, Decimal::from(24));
+        let traffic = [
+            sample("2026-11-02T01:00:00Z", 10),
+            sample("2026-11-02T02:00:00Z", 10),
+            sample("2026-11-02T04:00:00Z", 10),
+        ];
+        let spans = spans_from_samples(&traffic);
+        assert!(
+            window_amount(
+                &spans,
+                ts("2026-11-02T00:00:00Z"),
+                ts("2026-11-02T04:00:00Z")
+            )
+            .is_none(),
+            "the missing 02:00–03:00 sample leaves a quarter uncovered"
+        );
+    }
+
+    #[test]
+    fn traffic_samples_describe_the_step_before_them() {
+        let traffic: Vec<Point> = (1..=24)
+            .map(|h| sample(&format!("2026-11-02T{:02}:00:00Z", h % 24), 100))
+            .collect();
+        // The sample at 00:00 of the 2nd sorts first; the rest fill the day.
+        let mut sorted = traffic.clone();
+        sorted.sort_by_key(|p| p.at);
+        let spans = spans_from_samples(&sorted);
+        let w = window_amount(
+            &spans,
+            ts("2026-11-02T00:00:00Z"),
+            ts("2026-11-02T12:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.amount, Decimal::from(1200));
+    }
+
+    #[test]
+    fn windows_align_to_their_size_and_offset() {
+        let now = ts("2026-11-25T10:37:00Z");
+        let hours = aligned_windows(now, SignedDuration::from_hours(1), SignedDuration::ZERO, 2);
+        assert_eq!(
+            hours,
+            vec![
+                (ts("2026-11-25T08:00:00Z"), ts("2026-11-25T09:00:00Z")),
+                (ts("2026-11-25T09:00:00Z"), ts("2026-11-25T10:00:00Z")),
+            ]
+        );
+        let jst_days = aligned_windows(
+            now,
+            SignedDuration::from_hours(24),
+            SignedDuration::from_hours(9),
+            1,
+        );
+        assert_eq!(
+            jst_days,
+            vec![(ts("2026-11-23T15:00:00Z"), ts("2026-11-24T15:00:00Z"))]
+        );
+    }
+
+    #[test]
+    fn a_period_reset_inside_a_window_is_not_negative() {
+        let dec = Period {
+            start: ts("2026-12-01T00:00:00Z"),
+            end: ts("2027-01-01T00:00:00Z"),
+        };
+        let points = [
+            ptd("2026-11-30T12:00:00Z", 700, nov()),
+            ptd("2026-12-01T00:00:00Z", 712, nov()),
+            ptd("2026-12-01T12:00:00Z", 12, dec),
+        ];
+        let spans = spans(ObservationKind::PeriodToDate, &points);
+        let w = window_amount(
+            &spans,
+            ts("2026-11-30T12:00:00Z"),
+            ts("2026-12-01T12:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(w.amount, Decimal::from(24));
+    }
+}
