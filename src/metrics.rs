@@ -43,6 +43,8 @@ pub struct Metrics {
     forecast: GaugeVec,
     budget: GaugeVec,
     budget_ratio: GaugeVec,
+    unit_cost: GaugeVec,
+    unit_cost_band: GaugeVec,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
     poll_duration: HistogramVec,
@@ -192,6 +194,18 @@ impl Metrics {
                 "spendwatch_budget_used_ratio",
                 "Period-to-date spend (basis=actual) or forecast (basis=forecast) divided by the budget.",
                 &["rule", "source", "account", "basis"],
+            ),
+            unit_cost: gauge_vec(
+                &r,
+                "spendwatch_unit_cost",
+                "Spend per traffic unit in the last complete window of a ratio rule, in `currency` per the rule's `per` units.",
+                &["rule", "account", "currency"],
+            ),
+            unit_cost_band: gauge_vec(
+                &r,
+                "spendwatch_unit_cost_expected",
+                "Expected unit-cost band of a ratio rule (bound = lower | upper), same unit as spendwatch_unit_cost.",
+                &["rule", "account", "currency", "bound"],
             ),
             polls: counter_vec(
                 &r,
@@ -451,6 +465,28 @@ impl Metrics {
             self.budget_ratio
                 .with_label_values(&[b.rule, b.source, b.account, "forecast"])
                 .set(f / b.budget);
+        }
+    }
+
+    pub fn unit_cost(
+        &self,
+        rule: &str,
+        account: &str,
+        currency: &crate::model::Currency,
+        value: Option<f64>,
+        lower: Option<f64>,
+        upper: Option<f64>,
+    ) {
+        let c = currency.as_str();
+        if let Some(v) = value {
+            self.unit_cost.with_label_values(&[rule, account, c]).set(v);
+        }
+        for (bound, v) in [("lower", lower), ("upper", upper)] {
+            if let Some(v) = v {
+                self.unit_cost_band
+                    .with_label_values(&[rule, account, c, bound])
+                    .set(v);
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`validate`], which reports *every* bad field with its path, into a `Config` that the
 //! runtime builds from.
 
+pub mod rules;
 mod secret;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -111,6 +112,7 @@ pub enum RawSource {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawRule {
     Budget(RawBudget),
+    Ratio(rules::RawRatio),
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,7 +158,7 @@ pub enum AmountText {
 }
 
 impl AmountText {
-    fn parse(&self) -> Result<Decimal, String> {
+    pub(crate) fn parse(&self) -> Result<Decimal, String> {
         match self {
             AmountText::Int(i) => Ok(Decimal::from(*i)),
             // TOML floats are parsed by their shortest text form, not the binary value.
@@ -228,12 +230,14 @@ impl SourceSettings {
 #[derive(Debug, Clone)]
 pub enum RuleConfig {
     Budget(BudgetRule),
+    Ratio(rules::RatioRule),
 }
 
 impl RuleConfig {
     pub fn name(&self) -> &str {
         match self {
             RuleConfig::Budget(r) => &r.name,
+            RuleConfig::Ratio(r) => &r.meta.name,
         }
     }
 }
@@ -487,19 +491,36 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let mut rule_names = BTreeSet::new();
     let mut rules = Vec::new();
     for (i, r) in raw.rules.iter().enumerate() {
-        match r {
+        let (path, rule) = match r {
             RawRule::Budget(b) => {
                 let path = format!("rules[{i}].budget");
-                let rule = validate_budget(b, &path, &source_names, &mut c);
-                if !rule_names.insert(rule.name.clone()) {
-                    c.error(
-                        format!("{path}.name"),
-                        format!("duplicate rule name {:?}", rule.name),
+                let rule = RuleConfig::Budget(validate_budget(b, &path, &source_names, &mut c));
+                (path, rule)
+            }
+            RawRule::Ratio(r) => {
+                let path = format!("rules[{i}].ratio");
+                let rule = r.validate(&path, &mut c);
+                for (side, selector) in [
+                    ("numerator", &rule.numerator),
+                    ("denominator", &rule.denominator),
+                ] {
+                    check_source(
+                        &format!("{path}.{side}.source"),
+                        selector.source.as_deref(),
+                        &source_names,
+                        &mut c,
                     );
                 }
-                rules.push(RuleConfig::Budget(rule));
+                (path, RuleConfig::Ratio(rule))
             }
+        };
+        if !rule_names.insert(rule.name().to_string()) {
+            c.error(
+                format!("{path}.name"),
+                format!("duplicate rule name {:?}", rule.name()),
+            );
         }
+        rules.push(rule);
     }
 
     let mut receiver_names = BTreeSet::new();
@@ -668,7 +689,15 @@ pub fn placeholder_url() -> url::Url {
         .unwrap_or_else(|_| unreachable!("a constant, valid URL"))
 }
 
-fn is_label_name(name: &str) -> bool {
+fn check_source(path: &str, source: Option<&str>, sources: &BTreeSet<String>, c: &mut Checker) {
+    if let Some(name) = source
+        && !sources.contains(name)
+    {
+        c.error(path, format!("no source named {name:?}"));
+    }
+}
+
+pub(crate) fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()

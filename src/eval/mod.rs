@@ -1,18 +1,27 @@
 //! Rule evaluation: reads samples from the store at a given time (never the clock) and
 //! produces a `Transition` for every alert instance of every rule.
 
+pub mod baseline;
 pub mod budget;
+pub mod explain;
 pub mod ptd;
+pub mod ratio;
+pub mod select;
 pub mod window;
 
 use std::time::Instant;
 
 use jiff::Timestamp;
 
+use jiff::SignedDuration;
+use rust_decimal::Decimal;
+
 use crate::config::RuleConfig;
+use crate::config::rules::{RuleMeta, Selector};
 use crate::metrics::Metrics;
-use crate::model::Transition;
+use crate::model::{Currency, Finding, Outcome, Transition, Unit};
 use crate::store::{Store, StoreError};
+use explain::{Contributor, Facts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -59,6 +68,7 @@ impl Evaluator {
             let started = Instant::now();
             let result = match rule {
                 RuleConfig::Budget(b) => budget::evaluate(b, store, at, metrics),
+                RuleConfig::Ratio(r) => ratio::evaluate(r, store, at, metrics),
             };
             metrics.rule_evaluated(rule.name(), result.is_ok(), started.elapsed().as_secs_f64());
             match result {
@@ -71,4 +81,119 @@ impl Evaluator {
         }
         evaluation
     }
+}
+
+pub(crate) fn signed(d: std::time::Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// A transition skeleton carrying the rule's identity labels for one account.
+pub(crate) fn base_transition(meta: &RuleMeta, rule_type: &str, account: &str) -> Transition {
+    let mut labels = meta.labels.clone();
+    labels.insert("alertname".into(), meta.name.clone());
+    labels.insert("rule_type".into(), rule_type.into());
+    labels.insert("account".into(), account.into());
+    labels.insert("severity".into(), meta.severity.as_str().into());
+    Transition {
+        rule: meta.name.clone(),
+        labels,
+        annotations: std::collections::BTreeMap::new(),
+        severity: meta.severity,
+        hold: signed(meta.hold),
+        keep_firing_for: signed(meta.keep_firing_for),
+        data_time: jiff::Timestamp::UNIX_EPOCH,
+        outcome: Outcome::Waiting(String::new()),
+    }
+}
+
+pub(crate) fn waiting(mut t: Transition, at: jiff::Timestamp, why: &str) -> Transition {
+    if t.data_time == jiff::Timestamp::UNIX_EPOCH {
+        t.data_time = at;
+    }
+    t.outcome = Outcome::Waiting(why.to_string());
+    t
+}
+
+/// Finishes a transition: the rule's annotation templates rendered over `facts`, the
+/// built-in `summary` unless the rule overrides it, and the outcome.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn breach_or_clear(
+    mut t: Transition,
+    breach: bool,
+    value: Decimal,
+    threshold: Decimal,
+    unit: Unit,
+    summary: String,
+    meta: &RuleMeta,
+    facts: &Facts,
+) -> Transition {
+    t.annotations = explain::render_annotations(&meta.annotations, facts);
+    t.annotations
+        .entry("summary".into())
+        .or_insert_with(|| summary.clone());
+    let finding = Finding {
+        value,
+        threshold,
+        unit,
+        summary: t.annotations.get("summary").cloned().unwrap_or(summary),
+    };
+    t.outcome = if breach {
+        Outcome::Breach(finding)
+    } else {
+        Outcome::Clear(finding)
+    };
+    t
+}
+
+/// Line items of `account` whose spend rose most from the `previous` to the `current`
+/// window, largest first (at most three).
+pub(crate) fn contributors(
+    store: &dyn Store,
+    selector: &Selector,
+    account: &str,
+    currency: &Currency,
+    current: (jiff::Timestamp, jiff::Timestamp),
+    previous: (jiff::Timestamp, jiff::Timestamp),
+    at: jiff::Timestamp,
+) -> Result<Vec<Contributor>, EvalError> {
+    let span = current.1.duration_since(previous.0);
+    let groups = select::load_groups(
+        store,
+        selector,
+        &[account.to_string()],
+        previous.0 - span,
+        at,
+    )?;
+    let mut rows = Vec::new();
+    for group in groups
+        .iter()
+        .filter(|g| g.unit == Unit::Money(currency.clone()))
+    {
+        let before = group.per_series(previous.0, previous.1);
+        for ((key, now), (_, then)) in group
+            .per_series(current.0, current.1)
+            .into_iter()
+            .zip(before)
+        {
+            let Some(now) = now else { continue };
+            let delta = now - then.unwrap_or(Decimal::ZERO);
+            if delta <= Decimal::ZERO {
+                continue;
+            }
+            let item = key
+                .labels
+                .get(crate::model::series::LABEL_ITEM)
+                .cloned()
+                .unwrap_or_else(|| key.to_string());
+            rows.push(Contributor {
+                item,
+                amount: explain::money(now.round_dp(2), currency),
+                delta: explain::signed_money(delta.round_dp(2), currency),
+                delta_value: delta,
+            });
+        }
+    }
+    rows.sort_by(|a, b| b.delta_value.cmp(&a.delta_value));
+    rows.truncate(3);
+    Ok(rows)
 }

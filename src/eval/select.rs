@@ -1,0 +1,138 @@
+//! Selecting series for a rule and summing them per account over aligned windows.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use rust_decimal::Decimal;
+
+use super::EvalError;
+use super::ptd::Increment;
+use super::window::{MIN_COVERAGE, spans, window_amount};
+use crate::config::rules::Selector;
+use crate::model::{SeriesKey, Unit};
+use crate::store::{SeriesFilter, Store};
+
+/// One selected series with its spans over the lookback.
+#[derive(Debug, Clone)]
+pub struct SeriesSpans {
+    pub key: SeriesKey,
+    pub unit: Unit,
+    pub spans: Vec<Increment>,
+}
+
+/// The series of one account (and one unit: one currency for money) a selector matched.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub account: String,
+    pub unit: Unit,
+    pub series: Vec<SeriesSpans>,
+}
+
+impl Group {
+    /// Sum over the group for `[start, end)`. A series whose data starts after the window
+    /// did not exist yet and adds nothing; one with a gap in the window makes the sum unknown.
+    pub fn window_sum(&self, start: Timestamp, end: Timestamp) -> Option<Decimal> {
+        let mut total = Decimal::ZERO;
+        let mut any = false;
+        for s in &self.series {
+            match window_amount(&s.spans, start, end) {
+                Some(w) => {
+                    total += w.amount;
+                    any = true;
+                }
+                None => {
+                    let born_after = s
+                        .spans
+                        .iter()
+                        .map(|i| i.from)
+                        .min()
+                        .is_some_and(|first| first >= end);
+                    if !born_after {
+                        return None;
+                    }
+                }
+            }
+        }
+        any.then_some(total)
+    }
+
+    /// Per-series amounts in a window (`None` where unknown), for contributor tables.
+    pub fn per_series(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Vec<(&SeriesKey, Option<Decimal>)> {
+        self.series
+            .iter()
+            .map(|s| {
+                (
+                    &s.key,
+                    window_amount(&s.spans, start, end).map(|w| w.amount),
+                )
+            })
+            .collect()
+    }
+}
+
+fn matches(key: &SeriesKey, selector: &Selector) -> bool {
+    selector
+        .matchers
+        .iter()
+        .all(|(name, value)| match name.as_str() {
+            "account" => &key.account == value,
+            _ => key.labels.get(name) == Some(value),
+        })
+}
+
+/// Loads every series the selector matches, grouped by (account, unit), with spans over
+/// `[from, to]`. `accounts` (when not empty) restricts the accounts.
+pub fn load_groups(
+    store: &dyn Store,
+    selector: &Selector,
+    accounts: &[String],
+    from: Timestamp,
+    to: Timestamp,
+) -> Result<Vec<Group>, EvalError> {
+    let filter = SeriesFilter {
+        source: selector.source.clone(),
+        metric: Some(selector.series.clone()),
+        accounts: accounts.to_vec(),
+    };
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    for meta in store.list_series(&filter)? {
+        if !matches(&meta.key, selector) {
+            continue;
+        }
+        let points = store.points(&meta.key, from, to)?;
+        let group = groups
+            .entry((meta.key.account.clone(), meta.unit.encode()))
+            .or_insert_with(|| Group {
+                account: meta.key.account.clone(),
+                unit: meta.unit.clone(),
+                series: Vec::new(),
+            });
+        group.series.push(SeriesSpans {
+            key: meta.key.clone(),
+            unit: meta.unit.clone(),
+            spans: spans(meta.kind, &points),
+        });
+    }
+    Ok(groups.into_values().collect())
+}
+
+/// How much of `[start, end)` the group's data covers, for "waiting" messages.
+pub fn coverage_hint(group: &Group, start: Timestamp, end: Timestamp) -> String {
+    let newest = group
+        .series
+        .iter()
+        .flat_map(|s| s.spans.iter().map(|i| i.to))
+        .max();
+    match newest {
+        Some(t) if t < end => format!("data reaches {t}, window ends {end}"),
+        Some(_) => format!(
+            "a gap in the data between {start} and {end} (coverage under {:.0} %)",
+            MIN_COVERAGE * 100.0
+        ),
+        None => "no data yet".to_string(),
+    }
+}
