@@ -112,7 +112,7 @@ pub enum RawSource {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawRule {
     Budget(RawBudget),
-    Ratio(rules::RawRatio),
+    Ratio(Box<rules::RawRatio>),
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,7 +230,7 @@ impl SourceSettings {
 #[derive(Debug, Clone)]
 pub enum RuleConfig {
     Budget(BudgetRule),
-    Ratio(rules::RatioRule),
+    Ratio(Box<rules::RatioRule>),
 }
 
 impl RuleConfig {
@@ -511,7 +511,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         &mut c,
                     );
                 }
-                (path, RuleConfig::Ratio(rule))
+                (path, RuleConfig::Ratio(Box::new(rule)))
             }
         };
         if !rule_names.insert(rule.name().to_string()) {

@@ -193,7 +193,7 @@ pub(crate) fn contributors(
             });
         }
     }
-    rows.sort_by(|a, b| b.delta_value.cmp(&a.delta_value));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.delta_value));
     rows.truncate(3);
     Ok(rows)
 }
