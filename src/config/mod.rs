@@ -108,11 +108,13 @@ pub enum RawSource {
     File(RawFile),
 }
 
+// Built once at start-up: variant sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawRule {
     Budget(RawBudget),
-    Ratio(Box<rules::RawRatio>),
+    Ratio(rules::RawRatio),
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,10 +229,11 @@ impl SourceSettings {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum RuleConfig {
     Budget(BudgetRule),
-    Ratio(Box<rules::RatioRule>),
+    Ratio(rules::RatioRule),
 }
 
 impl RuleConfig {
@@ -511,7 +514,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         &mut c,
                     );
                 }
-                (path, RuleConfig::Ratio(Box::new(rule)))
+                (path, RuleConfig::Ratio(rule))
             }
         };
         if !rule_names.insert(rule.name().to_string()) {
