@@ -100,6 +100,30 @@ pub fn unit_cost(value: Decimal, currency: &Currency, per: Decimal, unit: &str) 
     format!("{amount} per {}", per_text(per, unit))
 }
 
+/// `$0.46–$0.54 per 1k requests`.
+pub fn unit_cost_range(
+    low: Decimal,
+    high: Decimal,
+    currency: &Currency,
+    per: Decimal,
+    unit: &str,
+) -> String {
+    let suffix = format!(" per {}", per_text(per, unit));
+    let lo = unit_cost(low, currency, per, unit);
+    let hi = unit_cost(high, currency, per, unit);
+    format!("{}–{hi}", lo.strip_suffix(&suffix).unwrap_or(&lo))
+}
+
+/// "daily", "hourly", or "6h".
+pub fn window_name(window: std::time::Duration) -> String {
+    match window.as_secs() {
+        86_400 => "daily".into(),
+        3_600 => "hourly".into(),
+        604_800 => "weekly".into(),
+        _ => humantime::format_duration(window).to_string(),
+    }
+}
+
 /// `GB`, `1k requests`, `1M requests`, `250 hits`.
 pub fn per_text(per: Decimal, unit: &str) -> String {
     let per = per.normalize();
@@ -185,6 +209,16 @@ mod tests {
             "$123.40 per HRS"
         );
         assert_eq!(signed_money(Decimal::from(4330), &jpy()), "+¥4,330");
+        assert_eq!(
+            unit_cost_range(
+                Decimal::new(10, 2),
+                Decimal::new(14, 2),
+                &jpy(),
+                Decimal::ONE,
+                "GB"
+            ),
+            "¥0.10–¥0.14 per GB"
+        );
         assert_eq!(
             percent_change(Decimal::from(140), Decimal::from(100)),
             "+40 %"

@@ -6,6 +6,8 @@ pub mod budget;
 pub mod explain;
 pub mod ptd;
 pub mod ratio;
+#[cfg(test)]
+mod scenarios;
 pub mod select;
 pub mod window;
 

@@ -26,8 +26,17 @@ pub fn increments(points: &[Point]) -> Vec<Increment> {
         let (prev, next) = (&pair[0], &pair[1]);
         let same_period = prev.period.map(|p| p.start) == next.period.map(|p| p.start);
         if same_period {
+            // The value held from `at` to `last_seen` (re-polls of an unchanged value): no
+            // spend there; the change happened after it was last seen.
+            if prev.last_seen > prev.at {
+                out.push(Increment {
+                    from: prev.at,
+                    to: prev.last_seen,
+                    amount: Decimal::ZERO,
+                });
+            }
             out.push(Increment {
-                from: prev.at,
+                from: prev.last_seen.min(next.at),
                 to: next.at,
                 amount: next.value - prev.value,
             });
@@ -163,6 +172,31 @@ mod tests {
         );
         assert_eq!(incs[1].from, ts("2026-12-01T00:00:00Z"));
         assert!(incs.iter().all(|i| i.amount >= Decimal::ZERO));
+    }
+
+    #[test]
+    fn an_unchanged_value_is_zero_spend_until_last_seen() {
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let held = Point {
+            at: ts("2026-11-02T00:00:00Z"),
+            last_seen: ts("2026-11-04T00:00:00Z"),
+            period: Some(nov),
+            value: Decimal::from(100),
+        };
+        let incs = increments(&[held, pt("2026-11-04T06:00:00Z", "130", nov)]);
+        assert_eq!(incs.len(), 2);
+        assert_eq!(
+            (incs[0].from, incs[0].to, incs[0].amount),
+            (
+                ts("2026-11-02T00:00:00Z"),
+                ts("2026-11-04T00:00:00Z"),
+                Decimal::ZERO
+            )
+        );
+        assert_eq!(
+            (incs[1].from, incs[1].amount),
+            (ts("2026-11-04T00:00:00Z"), Decimal::from(30))
+        );
     }
 
     #[test]

@@ -215,7 +215,7 @@ pub fn evaluate(
                 let how = format!(
                     "median ± {sensitivity} MAD of {} {} windows{}",
                     b.samples,
-                    humantime::format_duration(rule.window),
+                    explain::window_name(rule.window),
                     match seasonality {
                         Seasonality::None => "",
                         Seasonality::Weekday => " on the same weekday and hour",

@@ -103,7 +103,10 @@ pub fn load_groups(
         if !matches(&meta.key, selector) {
             continue;
         }
-        let points = store.points(&meta.key, from, to)?;
+        // The point before the range anchors cumulative values (and a run of an unchanged
+        // value that started before it).
+        let mut points: Vec<_> = store.point_before(&meta.key, from)?.into_iter().collect();
+        points.extend(store.points(&meta.key, from, to)?);
         let group = groups
             .entry((meta.key.account.clone(), meta.unit.encode()))
             .or_insert_with(|| Group {

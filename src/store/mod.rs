@@ -85,6 +85,8 @@ pub trait Store: Send + Sync {
         to: Timestamp,
     ) -> Result<Vec<Point>, StoreError>;
     fn latest_point(&self, key: &SeriesKey) -> Result<Option<Point>, StoreError>;
+    /// The newest point strictly before `at`: the anchor a range of cumulative values needs.
+    fn point_before(&self, key: &SeriesKey, at: Timestamp) -> Result<Option<Point>, StoreError>;
 
     fn load_alerts(&self) -> Result<Vec<AlertRecord>, StoreError>;
     /// Saves an alert and enqueues its notifications in one transaction, so a crash

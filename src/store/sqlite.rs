@@ -242,7 +242,8 @@ fn put_batch(
                 stats.unchanged += 1;
                 continue;
             }
-            if same && at > l_seen {
+            // Traffic samples each describe their own step: never merged into a run.
+            if same && at > l_seen && obs.kind != ObservationKind::Traffic {
                 tx.execute(
                     "UPDATE points SET last_seen_ms = ?1 WHERE series_id = ?2 AND at_ms = ?3",
                     params![at, id, l_at],
@@ -343,6 +344,18 @@ impl Store for SqliteStore {
              WHERE series.canonical = ?1 ORDER BY at_ms DESC LIMIT 1"
         ))?;
         stmt.query_row([key.canonical()], row_point)
+            .optional()?
+            .map(to_point)
+            .transpose()
+    }
+
+    fn point_before(&self, key: &SeriesKey, at: Timestamp) -> Result<Option<Point>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {POINT_COLUMNS} FROM points JOIN series ON series.id = points.series_id
+             WHERE series.canonical = ?1 AND at_ms < ?2 ORDER BY at_ms DESC LIMIT 1"
+        ))?;
+        stmt.query_row(params![key.canonical(), ms(at)], row_point)
             .optional()?
             .map(to_point)
             .transpose()

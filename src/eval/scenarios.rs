@@ -1,0 +1,472 @@
+//! Scenario tests for the traffic-relative rules, on data generated from the simulator's
+//! traffic model (daily cycle, incidents) and written to a real store hour by hour, the way
+//! the pollers would: period-to-date spend per line item and per account, hourly traffic.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use rust_decimal::Decimal;
+use rust_decimal::prelude::FromPrimitive;
+
+use super::ratio;
+use crate::config::rules::{
+    Direction, Expectation, NoTraffic, RatioRule, RuleMeta, Seasonality, Selector,
+};
+use crate::metrics::Metrics;
+use crate::model::series::{
+    ITEM_SPEND_PTD, LABEL_CURRENCY, LABEL_ITEM, LABEL_UNIT, SPEND_PTD, TRAFFIC,
+};
+use crate::model::{
+    Currency, Observation, ObservationKind, Outcome, SeriesKey, Severity, Transition, Unit,
+};
+use crate::sim::world::{Api, SimAccount, Traffic, TrafficIncident};
+use crate::store::{SqliteStore, Store};
+
+const START: &str = "2026-11-01T00:00:00Z";
+
+/// One line item: a fixed hourly cost plus a price per unit of traffic.
+struct Item {
+    name: &'static str,
+    fixed_per_hour: f64,
+    price_per_unit: f64,
+    /// From this day of the scenario: (extra fixed per hour, price multiplier).
+    change: Option<(f64, f64, f64)>,
+}
+
+struct Scenario {
+    account: &'static str,
+    traffic: Traffic,
+    items: Vec<Item>,
+    days: i64,
+    /// Spend data stops this many hours before the end (billing lag); traffic does not.
+    spend_lag_hours: i64,
+}
+
+fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+fn day(d: f64) -> Timestamp {
+    ts(START) + SignedDuration::from_secs_f64(d * 86_400.0)
+}
+
+fn traffic(base: f64, incidents: Vec<TrafficIncident>) -> Traffic {
+    Traffic {
+        unit: "requests".into(),
+        base_per_hour: base,
+        diurnal: 0.5,
+        incidents,
+    }
+}
+
+impl Scenario {
+    /// Writes the scenario into the store, hour by hour.
+    fn fill(&self, store: &SqliteStore) {
+        let world = SimAccount {
+            api: Api::Rackspace,
+            id: self.account.into(),
+            name: self.account.into(),
+            currency: "USD".into(),
+            cycle_day: 1,
+            items: Vec::new(),
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: self.traffic.clone(),
+            extra: BTreeMap::new(),
+        };
+        let usd = Currency::new("USD").unwrap();
+        let mut cumulative = vec![0.0; self.items.len()];
+        let mut period_start = None;
+        for h in 0..self.days * 24 {
+            let from = ts(START) + SignedDuration::from_hours(h);
+            let to = from + SignedDuration::from_hours(1);
+            let period = world.period(from).unwrap();
+            if period_start != Some(period.start) {
+                period_start = Some(period.start);
+                cumulative.iter_mut().for_each(|c| *c = 0.0);
+            }
+            let requests = world.traffic_between(period, from, to);
+            let day_of_scenario = (h / 24) as f64;
+            let mut batch = vec![Observation {
+                key: SeriesKey::new("sim", self.account, TRAFFIC)
+                    .with_label("series", "requests")
+                    .with_label(LABEL_UNIT, "requests"),
+                at: to,
+                period: None,
+                value: Decimal::from_f64(requests).unwrap().round_dp(3),
+                kind: ObservationKind::Traffic,
+                unit: Unit::Quantity("requests".into()),
+            }];
+            let spend_known = h < self.days * 24 - self.spend_lag_hours;
+            for (item, total) in self.items.iter().zip(cumulative.iter_mut()) {
+                let (extra, multiplier) = match item.change {
+                    Some((from_day, extra, mult)) if day_of_scenario >= from_day => (extra, mult),
+                    _ => (0.0, 1.0),
+                };
+                *total += item.fixed_per_hour + extra + item.price_per_unit * multiplier * requests;
+                if spend_known {
+                    batch.push(Observation {
+                        key: SeriesKey::new("sim", self.account, ITEM_SPEND_PTD)
+                            .with_label(LABEL_CURRENCY, "USD")
+                            .with_label(LABEL_ITEM, item.name),
+                        at: to,
+                        period: Some(period),
+                        value: Decimal::from_f64(*total).unwrap().round_dp(4),
+                        kind: ObservationKind::PeriodToDate,
+                        unit: Unit::Money(usd.clone()),
+                    });
+                }
+            }
+            if spend_known {
+                batch.push(Observation {
+                    key: SeriesKey::new("sim", self.account, SPEND_PTD)
+                        .with_label(LABEL_CURRENCY, "USD"),
+                    at: to,
+                    period: Some(period),
+                    value: Decimal::from_f64(cumulative.iter().sum())
+                        .unwrap()
+                        .round_dp(4),
+                    kind: ObservationKind::PeriodToDate,
+                    unit: Unit::Money(usd.clone()),
+                });
+            }
+            store.put_observations(&batch).unwrap();
+        }
+    }
+}
+
+fn rule(min_impact: i64, on_no_traffic: NoTraffic) -> RatioRule {
+    RatioRule {
+        meta: RuleMeta {
+            name: "unit-cost".into(),
+            accounts: Vec::new(),
+            hold: Duration::ZERO,
+            keep_firing_for: Duration::ZERO,
+            severity: Severity::Warning,
+            labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+        },
+        numerator: Selector {
+            source: Some("sim".into()),
+            series: SPEND_PTD.into(),
+            matchers: BTreeMap::new(),
+        },
+        denominator: Selector {
+            source: Some("sim".into()),
+            series: TRAFFIC.into(),
+            matchers: BTreeMap::from([("series".to_string(), "requests".to_string())]),
+        },
+        contributors: Selector {
+            source: Some("sim".into()),
+            series: ITEM_SPEND_PTD.into(),
+            matchers: BTreeMap::new(),
+        },
+        window: Duration::from_secs(86_400),
+        window_offset: Duration::ZERO,
+        per: Decimal::from(1000),
+        expectation: Expectation::Baseline {
+            history: Duration::from_secs(14 * 86_400),
+            min_windows: 7,
+            sensitivity: 4.0,
+            seasonality: Seasonality::None,
+        },
+        direction: Direction::Up,
+        min_impact: Decimal::from(min_impact),
+        on_no_traffic,
+    }
+}
+
+/// Two usage-priced items and one fixed one: about $120/day at 10k requests/h.
+fn normal_items() -> Vec<Item> {
+    vec![
+        Item {
+            name: "CDN/BWOUT",
+            fixed_per_hour: 0.0,
+            price_per_unit: 0.0003,
+            change: None,
+        },
+        Item {
+            name: "API/REQUESTS",
+            fixed_per_hour: 0.0,
+            price_per_unit: 0.0002,
+            change: None,
+        },
+    ]
+}
+
+fn run(scenario: &Scenario, rule: &RatioRule, at: Timestamp) -> Transition {
+    let store = SqliteStore::open_in_memory().unwrap();
+    scenario.fill(&store);
+    let mut ts = ratio::evaluate(rule, &store, at, &Metrics::new()).unwrap();
+    assert_eq!(ts.len(), 1, "one account, one currency: {ts:?}");
+    ts.remove(0)
+}
+
+fn summary(t: &Transition) -> String {
+    match &t.outcome {
+        Outcome::Breach(f) | Outcome::Clear(f) => f.summary.clone(),
+        Outcome::Waiting(w) => format!("waiting: {w}"),
+    }
+}
+
+#[test]
+fn traffic_doubling_with_spend_does_not_alert() {
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(
+            10_000.0,
+            vec![TrafficIncident {
+                from_day: 20.0,
+                to_day: 99.0,
+                factor: 2.0,
+            }],
+        ),
+        items: normal_items(),
+        days: 22,
+        spend_lag_hours: 0,
+    };
+    let t = run(
+        &s,
+        &rule(10, NoTraffic::Wait),
+        day(21.0) + SignedDuration::from_mins(30),
+    );
+    assert!(matches!(t.outcome, Outcome::Clear(_)), "{}", summary(&t));
+    assert!(
+        summary(&t).contains("+100 %"),
+        "traffic doubled, and the message says so: {}",
+        summary(&t)
+    );
+}
+
+#[test]
+fn spend_doubling_on_flat_traffic_alerts_at_the_first_complete_window() {
+    let mut items = normal_items();
+    items.push(Item {
+        name: "COMPUTE/UPTIME",
+        fixed_per_hour: 0.0,
+        price_per_unit: 0.0,
+        change: Some((20.0, 5.0, 1.0)), // +$120/day from day 20: spend doubles
+    });
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items,
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let r = rule(10, NoTraffic::Wait);
+    // Day 20 is not complete before midnight: the rule judges day 19 and stays quiet.
+    let before = run(&s, &r, day(20.9));
+    assert!(
+        matches!(before.outcome, Outcome::Clear(_)),
+        "{}",
+        summary(&before)
+    );
+    let t = run(&s, &r, day(21.0) + SignedDuration::from_mins(5));
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary
+            .contains("top contributor: COMPUTE/UPTIME (+$120.00)"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary
+            .contains("rose to $1.00 per 1k requests (expected $0.4"),
+        "{}",
+        f.summary
+    );
+    assert!(f.summary.contains("per 1k requests"), "{}", f.summary);
+    assert!(
+        f.summary.contains("impact +$1"),
+        "about $120 over the expected spend: {}",
+        f.summary
+    );
+    assert_eq!(t.labels["account"], "a");
+    assert_eq!(t.labels["currency"], "USD");
+}
+
+#[test]
+fn a_price_change_per_unit_alerts() {
+    let mut items = normal_items();
+    items[0].change = Some((20.0, 0.0, 3.0));
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items,
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let t = run(
+        &s,
+        &rule(10, NoTraffic::Wait),
+        day(21.0) + SignedDuration::from_mins(5),
+    );
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary.contains("top contributor: CDN/BWOUT"),
+        "{}",
+        f.summary
+    );
+}
+
+#[test]
+fn late_spend_data_waits_then_gives_the_right_answer() {
+    let mut items = normal_items();
+    items.push(Item {
+        name: "COMPUTE/UPTIME",
+        fixed_per_hour: 0.0,
+        price_per_unit: 0.0,
+        change: Some((20.0, 5.0, 1.0)),
+    });
+    let mut s = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items,
+        days: 21,
+        spend_lag_hours: 24,
+    };
+    let at = day(21.0) + SignedDuration::from_mins(5);
+    let r = rule(10, NoTraffic::Wait);
+    let waiting = run(&s, &r, at);
+    assert!(
+        matches!(&waiting.outcome, Outcome::Waiting(w) if w.contains("spend not complete")),
+        "{}",
+        summary(&waiting)
+    );
+    s.spend_lag_hours = 0;
+    assert!(matches!(run(&s, &r, at).outcome, Outcome::Breach(_)));
+}
+
+#[test]
+fn month_rollover_does_not_alert() {
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items: normal_items(),
+        days: 34,
+        spend_lag_hours: 0,
+    };
+    let r = rule(10, NoTraffic::Wait);
+    let store = SqliteStore::open_in_memory().unwrap();
+    s.fill(&store);
+    for hour in [6.0, 12.0, 24.0, 30.0, 48.0, 72.0] {
+        let at = ts("2026-12-01T00:00:00Z") + SignedDuration::from_secs_f64(hour * 3600.0);
+        let t = ratio::evaluate(&r, &store, at, &Metrics::new())
+            .unwrap()
+            .remove(0);
+        assert!(
+            matches!(t.outcome, Outcome::Clear(_)),
+            "{at}: {}",
+            summary(&t)
+        );
+    }
+}
+
+#[test]
+fn a_tiny_account_tripling_does_not_page() {
+    let s = Scenario {
+        account: "tiny",
+        traffic: traffic(100.0, Vec::new()),
+        items: vec![Item {
+            name: "API/REQUESTS",
+            fixed_per_hour: 0.0,
+            price_per_unit: 0.0000417,
+            change: Some((20.0, 0.0, 4.0)), // $0.10/day → $0.40/day
+        }],
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let t = run(
+        &s,
+        &rule(10, NoTraffic::Wait),
+        day(21.0) + SignedDuration::from_mins(5),
+    );
+    assert!(
+        matches!(t.outcome, Outcome::Clear(_)),
+        "+300 % but +$0.30: {}",
+        summary(&t)
+    );
+    let loud = run(
+        &s,
+        &rule(0, NoTraffic::Wait),
+        day(21.0) + SignedDuration::from_mins(5),
+    );
+    assert!(
+        matches!(loud.outcome, Outcome::Breach(_)),
+        "without a minimum impact it would: {}",
+        summary(&loud)
+    );
+}
+
+#[test]
+fn a_day_without_traffic_has_a_defined_outcome() {
+    let mut items = normal_items();
+    items.push(Item {
+        name: "COMPUTE/UPTIME",
+        fixed_per_hour: 2.0,
+        price_per_unit: 0.0,
+        change: None,
+    });
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(
+            10_000.0,
+            vec![TrafficIncident {
+                from_day: 20.0,
+                to_day: 21.0,
+                factor: 0.0,
+            }],
+        ),
+        items,
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let at = day(21.0) + SignedDuration::from_mins(5);
+    let quiet = run(&s, &rule(10, NoTraffic::Wait), at);
+    assert!(
+        matches!(&quiet.outcome, Outcome::Waiting(w) if w.contains("no traffic")),
+        "{}",
+        summary(&quiet)
+    );
+    let loud = run(&s, &rule(10, NoTraffic::Alert), at);
+    let Outcome::Breach(f) = &loud.outcome else {
+        panic!("expected a breach: {}", summary(&loud));
+    };
+    assert!(
+        f.summary.contains("$48.00 spent with no requests"),
+        "{}",
+        f.summary
+    );
+}
+
+#[test]
+fn a_fixed_band_and_currencies_evaluate_per_currency() {
+    let s = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items: normal_items(),
+        days: 3,
+        spend_lag_hours: 0,
+    };
+    let mut r = rule(0, NoTraffic::Wait);
+    // $0.5 per 1k requests is the steady unit cost: a band below it fires at once.
+    r.expectation = Expectation::Band {
+        min: None,
+        max: Some(Decimal::new(4, 1)),
+    };
+    let t = run(&s, &r, day(2.0) + SignedDuration::from_mins(5));
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary.contains("expected at most $0.40 per 1k requests"),
+        "{}",
+        f.summary
+    );
+}
