@@ -7,6 +7,7 @@ pub mod http;
 pub mod rackspace;
 #[cfg(test)]
 pub mod testkit;
+pub mod threescale;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -47,6 +48,7 @@ pub trait BillingSource: Send + Sync {
 pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollError> {
     Ok(match settings {
         SourceSettings::Rackspace(s) => Arc::new(rackspace::RackspaceClient::new(s.clone())?),
+        SourceSettings::Threescale(s) => Arc::new(threescale::ThreescaleClient::new(s.clone())?),
     })
 }
 
