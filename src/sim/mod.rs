@@ -5,6 +5,7 @@
 pub mod faults;
 pub mod rackspace;
 pub mod receiver;
+pub mod threescale;
 pub mod world;
 
 pub use faults::{FaultKind, FaultRequest};
@@ -129,6 +130,17 @@ impl Sim {
             .route(
                 "/v2/accounts/{ran}/estimated-charges",
                 get(rackspace::estimated_charges),
+            )
+            .route("/api/invoices.xml", get(threescale::list_invoices))
+            .route(
+                "/api/accounts/{id}/invoices.xml",
+                get(threescale::list_account_invoices),
+            )
+            // `{id}.xml`: the router has no suffix parameters.
+            .route("/api/invoices/{file}", get(threescale::get_invoice))
+            .route(
+                "/api/invoices/{id}/line_items.xml",
+                get(threescale::get_line_items),
             )
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))

@@ -165,7 +165,6 @@ impl ThreescaleClient {
         };
         let mut invoices = Vec::new();
         let mut page: u64 = 1;
-        let mut last_reported: Option<u64> = None;
         loop {
             if page > u64::from(self.settings.max_pages) {
                 return Err(PollError::new(
@@ -189,25 +188,20 @@ impl ThreescaleClient {
             if count == 0 {
                 break;
             }
-            match list.pagination {
-                Some(p) => {
-                    let current = p.current_page.unwrap_or(page);
-                    // porta resets an out-of-range page to 1: a page that does not move on
-                    // would repeat data, and stopping there would return a partial month.
-                    if current != page || last_reported.is_some_and(|l| current <= l) {
-                        return Err(PollError::new(
-                            PollErrorKind::Paging,
-                            format!("{page_what}: the server answered page {current}"),
-                        ));
-                    }
-                    last_reported = Some(current);
-                    match p.total_pages {
-                        Some(total) if current >= total => break,
-                        _ => {}
-                    }
+            // Without pagination data, read on until an empty page.
+            if let Some(p) = list.pagination {
+                let current = p.current_page.unwrap_or(page);
+                // porta resets an out-of-range page to 1: a page that does not move on would
+                // repeat data, and stopping there would return a partial month.
+                if current != page {
+                    return Err(PollError::new(
+                        PollErrorKind::Paging,
+                        format!("{page_what}: the server answered page {current}"),
+                    ));
                 }
-                // Without pagination data, read on until an empty page.
-                None => {}
+                if p.total_pages.is_some_and(|total| current >= total) {
+                    break;
+                }
             }
             page += 1;
         }
@@ -257,9 +251,9 @@ impl ThreescaleClient {
                     .id
                     .clone()
                     .ok_or_else(|| PollError::malformed("an invoice has no <id>"))?;
-                if !by_id.contains_key(&id) {
-                    order.push(id.clone());
-                    by_id.insert(id, invoice);
+                if let std::collections::btree_map::Entry::Vacant(slot) = by_id.entry(id) {
+                    order.push(slot.key().clone());
+                    slot.insert(invoice);
                 }
             }
         }

@@ -322,6 +322,31 @@ mod tests {
         }
     }
 
+    /// A body cut anywhere (a dropped connection) is an error, never a shorter listing.
+    #[test]
+    fn every_truncation_of_a_listing_is_an_error() {
+        let doc = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<invoices version=\"1.0\">\
+<pagination total_pages=\"1\" current_page=\"1\" per_page=\"20\" total_entries=\"2\"/>\
+<invoice version=\"1.0\"><id>1</id><state>paid</state><paid_at/><currency>EUR</currency><cost>22.0</cost>\
+<period><from>2026-10-01</from><to>2026-10-31</to></period><buyer><id>5</id><org_name>Müller &amp; Co</org_name></buyer>\
+<line-items type=\"array\"><line-item><name>Hits</name><quantity>10</quantity><cost>20.0</cost></line-item></line-items></invoice>\
+<invoice version=\"1.0\"><id>2</id><state>open</state><cost>1.0</cost><line-items/></invoice></invoices>";
+        assert_eq!(
+            parse_invoice_list(doc.as_bytes()).unwrap().invoices.len(),
+            2
+        );
+        for end in 0..doc.len() {
+            if !doc.is_char_boundary(end) {
+                continue;
+            }
+            assert!(
+                parse_invoice_list(&doc.as_bytes()[..end]).is_err(),
+                "cut at {end}: {}",
+                &doc[..end]
+            );
+        }
+    }
+
     #[test]
     fn unknown_elements_and_attributes_are_ignored() {
         let xml = br#"<invoices version="1.0" xmlns:x="urn:x"><x:extra>1</x:extra>
