@@ -20,6 +20,7 @@ use crate::model::{Currency, Money, Severity, parse_amount};
 use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
+use crate::sources::threescale::config::{RawThreescale, ThreescaleSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
 
@@ -106,6 +107,7 @@ pub enum RawSource {
     Rackspace(RawRackspace),
     Prometheus(RawPrometheus),
     File(RawFile),
+    Threescale(RawThreescale),
 }
 
 // Built once at start-up: variant sizes do not matter.
@@ -203,6 +205,7 @@ pub enum SourceSettings {
     Rackspace(RackspaceSettings),
     Prometheus(PrometheusSettings),
     File(FileSettings),
+    Threescale(ThreescaleSettings),
 }
 
 impl SourceSettings {
@@ -211,6 +214,7 @@ impl SourceSettings {
             SourceSettings::Rackspace(s) => &s.name,
             SourceSettings::Prometheus(s) => &s.name,
             SourceSettings::File(s) => &s.name,
+            SourceSettings::Threescale(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -218,6 +222,7 @@ impl SourceSettings {
             SourceSettings::Rackspace(_) => "rackspace",
             SourceSettings::Prometheus(_) => "prometheus",
             SourceSettings::File(_) => "file",
+            SourceSettings::Threescale(_) => "threescale",
         }
     }
     pub fn interval(&self) -> Duration {
@@ -225,6 +230,7 @@ impl SourceSettings {
             SourceSettings::Rackspace(s) => s.interval,
             SourceSettings::Prometheus(s) => s.interval,
             SourceSettings::File(s) => s.interval,
+            SourceSettings::Threescale(s) => s.interval,
         }
     }
 }
@@ -480,6 +486,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             }
             RawSource::File(r) => {
                 SourceSettings::File(r.validate(&format!("sources[{i}].file"), &mut c))
+            }
+            RawSource::Threescale(r) => {
+                SourceSettings::Threescale(r.validate(&format!("sources[{i}].threescale"), &mut c))
             }
         };
         if !source_names.insert(settings.name().to_string()) {

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod prometheus;
 pub mod rackspace;
 pub mod receiver;
+pub mod threescale;
 pub mod world;
 
 pub use faults::{FaultKind, FaultRequest};
@@ -134,6 +135,17 @@ impl Sim {
             .route(
                 "/api/v1/query_range",
                 get(prometheus::query_range_get).post(prometheus::query_range_post),
+            )
+            .route("/api/invoices.xml", get(threescale::list_invoices))
+            .route(
+                "/api/accounts/{id}/invoices.xml",
+                get(threescale::list_account_invoices),
+            )
+            // `{id}.xml`: the router has no suffix parameters.
+            .route("/api/invoices/{file}", get(threescale::get_invoice))
+            .route(
+                "/api/invoices/{id}/line_items.xml",
+                get(threescale::get_line_items),
             )
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))

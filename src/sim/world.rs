@@ -287,6 +287,72 @@ pub fn demo_world() -> Vec<SimAccount> {
             traffic: steady_traffic("requests", 2_000.0),
             extra: BTreeMap::new(),
         },
+        // 3scale buyer (USD, no VAT): $10/day plan fee plus $0.0001 per API hit (~$48/day);
+        // its apps' traffic spikes ×6 on days 12–14 of every month, and its hits bill with it.
+        SimAccount {
+            api: Api::Threescale,
+            id: "2445580101".into(),
+            name: "Example Apps, Inc.".into(),
+            currency: "USD".into(),
+            cycle_day: 1,
+            items: vec![
+                SimItem {
+                    name: "Fixed fee ('Pro')".into(),
+                    ..item("2357355901", "LineItem::PlanCost", "days", 1, 0.0, "10.00")
+                },
+                SimItem {
+                    name: "Hits".into(),
+                    ..item(
+                        "2555418001",
+                        "LineItem::VariableCost",
+                        "hits",
+                        0,
+                        1.0,
+                        "0.0001",
+                    )
+                },
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: Traffic {
+                incidents: vec![TrafficIncident {
+                    from_day: 12.0,
+                    to_day: 14.0,
+                    factor: 6.0,
+                }],
+                ..steady_traffic("hits", 20_000.0)
+            },
+            extra: BTreeMap::new(),
+        },
+        // 3scale buyer (EUR, 21 % VAT): €16/day plan fee plus €0.00005 per hit (~€6/day).
+        SimAccount {
+            api: Api::Threescale,
+            id: "2445580102".into(),
+            name: "Café Müller GmbH".into(),
+            currency: "EUR".into(),
+            cycle_day: 1,
+            items: vec![
+                SimItem {
+                    name: "Fixed fee ('Enterprise')".into(),
+                    ..item("2357355902", "LineItem::PlanCost", "days", 1, 0.0, "16.00")
+                },
+                SimItem {
+                    name: "Hits".into(),
+                    ..item(
+                        "2555418002",
+                        "LineItem::VariableCost",
+                        "hits",
+                        0,
+                        1.0,
+                        "0.00005",
+                    )
+                },
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: steady_traffic("hits", 5_000.0),
+            extra: BTreeMap::from([("vat_rate".to_string(), "21.0".to_string())]),
+        },
     ]
 }
 

@@ -9,6 +9,7 @@ pub mod prometheus;
 pub mod rackspace;
 #[cfg(test)]
 pub mod testkit;
+pub mod threescale;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,6 +52,7 @@ pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollEr
         SourceSettings::Rackspace(s) => Arc::new(rackspace::RackspaceClient::new(s.clone())?),
         SourceSettings::Prometheus(s) => Arc::new(prometheus::PrometheusClient::new(s.clone())?),
         SourceSettings::File(s) => Arc::new(file::FileSource::new(s.clone())),
+        SourceSettings::Threescale(s) => Arc::new(threescale::ThreescaleClient::new(s.clone())?),
     })
 }
 

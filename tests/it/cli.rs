@@ -121,6 +121,10 @@ fn every_example_config_is_valid() {
             &[
                 ("RACKSPACE_API_KEY", SECRET_VALUE),
                 ("SPENDWATCH_WEBHOOK_SECRET", SECRET_VALUE),
+                ("THREESCALE_ACCESS_TOKEN", SECRET_VALUE),
+                ("SAKURA_ACCESS_TOKEN", SECRET_VALUE),
+                ("SAKURA_ACCESS_TOKEN_SECRET", SECRET_VALUE),
+                ("RACKNAP_API_KEY", SECRET_VALUE),
             ],
             None,
         );
