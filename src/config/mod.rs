@@ -17,6 +17,7 @@ pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
+use crate::sources::sakura::config::{RawSakura, SakuraSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
 
@@ -101,6 +102,7 @@ pub struct RawEvaluation {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSource {
     Rackspace(RawRackspace),
+    Sakura(RawSakura),
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,22 +195,26 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     Rackspace(RackspaceSettings),
+    Sakura(SakuraSettings),
 }
 
 impl SourceSettings {
     pub fn name(&self) -> &str {
         match self {
             SourceSettings::Rackspace(s) => &s.name,
+            SourceSettings::Sakura(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::Rackspace(_) => "rackspace",
+            SourceSettings::Sakura(_) => "sakura",
         }
     }
     pub fn interval(&self) -> Duration {
         match self {
             SourceSettings::Rackspace(s) => s.interval,
+            SourceSettings::Sakura(s) => s.interval,
         }
     }
 }
@@ -463,6 +469,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                     );
                 }
                 sources.push(SourceSettings::Rackspace(settings));
+            }
+            RawSource::Sakura(r) => {
+                let path = format!("sources[{i}].sakura");
+                let settings = r.validate(&path, &mut c);
+                if !source_names.insert(settings.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate source name {:?}", settings.name),
+                    );
+                }
+                sources.push(SourceSettings::Sakura(settings));
             }
         }
     }

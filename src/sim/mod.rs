@@ -5,6 +5,7 @@
 pub mod faults;
 pub mod rackspace;
 pub mod receiver;
+pub mod sakura;
 pub mod world;
 
 pub use faults::{FaultKind, FaultRequest};
@@ -129,6 +130,31 @@ impl Sim {
             .route(
                 "/v2/accounts/{ran}/estimated-charges",
                 get(rackspace::estimated_charges),
+            )
+            // SAKURA: any zone answers the same (billing is per account).
+            .route(
+                "/cloud/zone/{zone}/api/cloud/1.1/auth-status",
+                get(sakura::auth_status),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}",
+                get(sakura::bills_all),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}/{year}",
+                get(sakura::bills_by_year),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}/{year}/{month}",
+                get(sakura::bills_by_month),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/billdetail/{member}/{bill}",
+                get(sakura::bill_details),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/billdetail/{member}/{bill}/csv",
+                get(sakura::bill_csv),
             )
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))
