@@ -257,12 +257,19 @@ impl ApiClient {
         classify: fn(StatusCode) -> RetryAction,
     ) -> Result<Fetched, AttemptError> {
         self.pace().await;
-        let mut response = request.send().await.map_err(AttemptError::from_reqwest)?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(AttemptError::from_reqwest)?;
         let status = response.status();
         let headers = response.headers().clone();
         self.observe_limits(&headers).await;
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(AttemptError::from_reqwest)? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(AttemptError::from_reqwest)?
+        {
             if body.len() + chunk.len() > self.policy.max_body_bytes {
                 return Err(AttemptError::Failed(PollError::new(
                     PollErrorKind::BodyTooLarge,
