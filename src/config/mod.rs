@@ -20,6 +20,7 @@ use crate::model::{Currency, Money, Severity, parse_amount};
 use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
+use crate::sources::sakura::config::{RawSakura, SakuraSettings};
 use crate::sources::threescale::config::{RawThreescale, ThreescaleSettings};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
@@ -108,6 +109,7 @@ pub enum RawSource {
     Prometheus(RawPrometheus),
     File(RawFile),
     Threescale(RawThreescale),
+    Sakura(RawSakura),
 }
 
 // Built once at start-up: variant sizes do not matter.
@@ -206,6 +208,7 @@ pub enum SourceSettings {
     Prometheus(PrometheusSettings),
     File(FileSettings),
     Threescale(ThreescaleSettings),
+    Sakura(SakuraSettings),
 }
 
 impl SourceSettings {
@@ -215,6 +218,7 @@ impl SourceSettings {
             SourceSettings::Prometheus(s) => &s.name,
             SourceSettings::File(s) => &s.name,
             SourceSettings::Threescale(s) => &s.name,
+            SourceSettings::Sakura(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -223,6 +227,7 @@ impl SourceSettings {
             SourceSettings::Prometheus(_) => "prometheus",
             SourceSettings::File(_) => "file",
             SourceSettings::Threescale(_) => "threescale",
+            SourceSettings::Sakura(_) => "sakura",
         }
     }
     pub fn interval(&self) -> Duration {
@@ -231,6 +236,7 @@ impl SourceSettings {
             SourceSettings::Prometheus(s) => s.interval,
             SourceSettings::File(s) => s.interval,
             SourceSettings::Threescale(s) => s.interval,
+            SourceSettings::Sakura(s) => s.interval,
         }
     }
 }
@@ -489,6 +495,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             }
             RawSource::Threescale(r) => {
                 SourceSettings::Threescale(r.validate(&format!("sources[{i}].threescale"), &mut c))
+            }
+            RawSource::Sakura(r) => {
+                SourceSettings::Sakura(r.validate(&format!("sources[{i}].sakura"), &mut c))
             }
         };
         if !source_names.insert(settings.name().to_string()) {

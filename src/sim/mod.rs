@@ -6,6 +6,7 @@ pub mod faults;
 pub mod prometheus;
 pub mod rackspace;
 pub mod receiver;
+pub mod sakura;
 pub mod threescale;
 pub mod world;
 
@@ -146,6 +147,31 @@ impl Sim {
             .route(
                 "/api/invoices/{id}/line_items.xml",
                 get(threescale::get_line_items),
+            )
+            // SAKURA: any zone answers the same (billing is per account).
+            .route(
+                "/cloud/zone/{zone}/api/cloud/1.1/auth-status",
+                get(sakura::auth_status),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}",
+                get(sakura::bills_all),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}/{year}",
+                get(sakura::bills_by_year),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/bill/by-contract/{account}/{year}/{month}",
+                get(sakura::bills_by_month),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/billdetail/{member}/{bill}",
+                get(sakura::bill_details),
+            )
+            .route(
+                "/cloud/zone/{zone}/api/system/1.0/billdetail/{member}/{bill}/csv",
+                get(sakura::bill_csv),
             )
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))

@@ -353,6 +353,57 @@ pub fn demo_world() -> Vec<SimAccount> {
             traffic: steady_traffic("hits", 5_000.0),
             extra: BTreeMap::from([("vat_rate".to_string(), "21.0".to_string())]),
         },
+        // SAKURA Cloud (JPY, calendar months in JST): ~¥1,500/day, of which ~¥1,200 is
+        // egress that follows traffic; on days 18–20 of every month an extra server contract
+        // runs (+¥864/day) while traffic stays the same.
+        SimAccount {
+            api: Api::Sakura,
+            id: "000000526782".into(),
+            name: "APIテスト用".into(),
+            currency: "JPY".into(),
+            cycle_day: 1,
+            items: vec![
+                // Codes are service class IDs; usage of servers and disks is in seconds.
+                SimItem {
+                    name: "サーバ/プラン/2Core-4GB".into(),
+                    ..item("50295", "server", "seconds", 172_800, 0.0, "0.0015")
+                },
+                SimItem {
+                    name: "ディスク/SSDプラン/100GB".into(),
+                    ..item("50122", "disk", "seconds", 86_400, 0.0, "0.0005")
+                },
+                // 240 GB a day at ¥5/GB: 1 GB per 1,000 requests.
+                SimItem {
+                    name: "ウェブアクセラレータ/転送量".into(),
+                    ..item("50900", "egress", "GB", 0, 0.001, "5")
+                },
+                SimItem {
+                    name: "サーバ/プラン/4Core-8GB".into(),
+                    ..item("50296", "server", "seconds", 0, 0.0, "0.005")
+                },
+            ],
+            incidents: vec![RecurringIncident {
+                item: "50296".into(),
+                from_day: 17.0,
+                to_day: 20.0,
+                extra_per_day: Decimal::from(172_800),
+            }],
+            adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 10_000.0),
+            extra: [
+                ("member_code", "xxx000001"),
+                ("account_code", "billTest"),
+                ("access_token", crate::sim::sakura::DEMO_ACCESS_TOKEN),
+                (
+                    "access_token_secret",
+                    crate::sim::sakura::DEMO_ACCESS_TOKEN_SECRET,
+                ),
+                ("external_permission", "bill"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        },
     ]
 }
 

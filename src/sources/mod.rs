@@ -7,6 +7,7 @@ pub mod file;
 pub mod http;
 pub mod prometheus;
 pub mod rackspace;
+pub mod sakura;
 #[cfg(test)]
 pub mod testkit;
 pub mod threescale;
@@ -53,6 +54,7 @@ pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollEr
         SourceSettings::Prometheus(s) => Arc::new(prometheus::PrometheusClient::new(s.clone())?),
         SourceSettings::File(s) => Arc::new(file::FileSource::new(s.clone())),
         SourceSettings::Threescale(s) => Arc::new(threescale::ThreescaleClient::new(s.clone())?),
+        SourceSettings::Sakura(s) => Arc::new(sakura::SakuraClient::new(s.clone())?),
     })
 }
 
