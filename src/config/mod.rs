@@ -16,6 +16,7 @@ use serde::Deserialize;
 pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::sources::racknap::config::{RacknapSettings, RawRacknap};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
@@ -101,6 +102,7 @@ pub struct RawEvaluation {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSource {
     Rackspace(RawRackspace),
+    Racknap(RawRacknap),
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,22 +195,26 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub enum SourceSettings {
     Rackspace(RackspaceSettings),
+    Racknap(RacknapSettings),
 }
 
 impl SourceSettings {
     pub fn name(&self) -> &str {
         match self {
             SourceSettings::Rackspace(s) => &s.name,
+            SourceSettings::Racknap(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
         match self {
             SourceSettings::Rackspace(_) => "rackspace",
+            SourceSettings::Racknap(_) => "racknap",
         }
     }
     pub fn interval(&self) -> Duration {
         match self {
             SourceSettings::Rackspace(s) => s.interval,
+            SourceSettings::Racknap(s) => s.interval,
         }
     }
 }
@@ -463,6 +469,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                     );
                 }
                 sources.push(SourceSettings::Rackspace(settings));
+            }
+            RawSource::Racknap(r) => {
+                let path = format!("sources[{i}].racknap");
+                let settings = r.validate(&path, &mut c);
+                if !source_names.insert(settings.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate source name {:?}", settings.name),
+                    );
+                }
+                sources.push(SourceSettings::Racknap(settings));
             }
         }
     }

@@ -3,6 +3,7 @@
 //! records what spendwatch delivers. Used by `spendwatch sim`, `demo` and the tests.
 
 pub mod faults;
+pub mod racknap;
 pub mod rackspace;
 pub mod receiver;
 pub mod world;
@@ -130,6 +131,7 @@ impl Sim {
                 "/v2/accounts/{ran}/estimated-charges",
                 get(rackspace::estimated_charges),
             )
+            .route("/v1/invoices", get(racknap::list_invoices))
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))
             .route(

@@ -256,20 +256,36 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         classify: fn(StatusCode) -> RetryAction,
     ) -> Result<Fetched, AttemptError> {
+        let fetched = self.send_once_any_status(request).await?;
+        if fetched.status.is_success() {
+            return Ok(fetched);
+        }
+        let message = format!("HTTP {}: {}", fetched.status, snippet(&fetched.body));
+        match classify(fetched.status) {
+            RetryAction::Reauthenticate => Err(AttemptError::Unauthorized(message)),
+            RetryAction::Retry(kind) | RetryAction::Fail(kind) => {
+                let mut err = PollError::new(kind, message);
+                err.retry_after = retry_after(&fetched.headers);
+                Err(AttemptError::Failed(err))
+            }
+        }
+    }
+
+    /// Like [`ApiClient::send_once`] (pacing, rate-limit headers, body-size limit), but a
+    /// non-success status comes back as a `Fetched` too, for APIs whose error bodies carry
+    /// what the error message must report (RackNap's `meta.requestId`). The caller maps the
+    /// status through its `classify` and takes the wait from [`retry_after`].
+    pub async fn send_once_any_status(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, AttemptError> {
         self.pace().await;
-        let mut response = request
-            .send()
-            .await
-            .map_err(AttemptError::from_reqwest)?;
+        let mut response = request.send().await.map_err(AttemptError::from_reqwest)?;
         let status = response.status();
         let headers = response.headers().clone();
         self.observe_limits(&headers).await;
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(AttemptError::from_reqwest)?
-        {
+        while let Some(chunk) = response.chunk().await.map_err(AttemptError::from_reqwest)? {
             if body.len() + chunk.len() > self.policy.max_body_bytes {
                 return Err(AttemptError::Failed(PollError::new(
                     PollErrorKind::BodyTooLarge,
@@ -278,22 +294,11 @@ impl ApiClient {
             }
             body.extend_from_slice(&chunk);
         }
-        if status.is_success() {
-            return Ok(Fetched {
-                status,
-                headers,
-                body,
-            });
-        }
-        let message = format!("HTTP {status}: {}", snippet(&body));
-        match classify(status) {
-            RetryAction::Reauthenticate => Err(AttemptError::Unauthorized(message)),
-            RetryAction::Retry(kind) | RetryAction::Fail(kind) => {
-                let mut err = PollError::new(kind, message);
-                err.retry_after = retry_after(&headers);
-                Err(AttemptError::Failed(err))
-            }
-        }
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Runs `attempt` with the retry policy: transient errors back off with jitter,

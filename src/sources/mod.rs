@@ -4,6 +4,7 @@
 
 pub mod amount;
 pub mod http;
+pub mod racknap;
 pub mod rackspace;
 #[cfg(test)]
 pub mod testkit;
@@ -47,6 +48,7 @@ pub trait BillingSource: Send + Sync {
 pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollError> {
     Ok(match settings {
         SourceSettings::Rackspace(s) => Arc::new(rackspace::RackspaceClient::new(s.clone())?),
+        SourceSettings::Racknap(s) => Arc::new(racknap::RacknapClient::new(s.clone())?),
     })
 }
 
