@@ -19,6 +19,7 @@ pub use secret::{Secret, SecretRef};
 use crate::model::{Currency, Money, Severity, parse_amount};
 use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
+use crate::sources::racknap::config::{RacknapSettings, RawRacknap};
 use crate::sources::rackspace::config::{RackspaceSettings, RawRackspace};
 use crate::sources::sakura::config::{RawSakura, SakuraSettings};
 use crate::sources::threescale::config::{RawThreescale, ThreescaleSettings};
@@ -110,6 +111,7 @@ pub enum RawSource {
     File(RawFile),
     Threescale(RawThreescale),
     Sakura(RawSakura),
+    Racknap(RawRacknap),
 }
 
 // Built once at start-up: variant sizes do not matter.
@@ -209,6 +211,7 @@ pub enum SourceSettings {
     File(FileSettings),
     Threescale(ThreescaleSettings),
     Sakura(SakuraSettings),
+    Racknap(RacknapSettings),
 }
 
 impl SourceSettings {
@@ -219,6 +222,7 @@ impl SourceSettings {
             SourceSettings::File(s) => &s.name,
             SourceSettings::Threescale(s) => &s.name,
             SourceSettings::Sakura(s) => &s.name,
+            SourceSettings::Racknap(s) => &s.name,
         }
     }
     pub fn kind(&self) -> &'static str {
@@ -228,6 +232,7 @@ impl SourceSettings {
             SourceSettings::File(_) => "file",
             SourceSettings::Threescale(_) => "threescale",
             SourceSettings::Sakura(_) => "sakura",
+            SourceSettings::Racknap(_) => "racknap",
         }
     }
     pub fn interval(&self) -> Duration {
@@ -237,6 +242,7 @@ impl SourceSettings {
             SourceSettings::File(s) => s.interval,
             SourceSettings::Threescale(s) => s.interval,
             SourceSettings::Sakura(s) => s.interval,
+            SourceSettings::Racknap(s) => s.interval,
         }
     }
 }
@@ -498,6 +504,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             }
             RawSource::Sakura(r) => {
                 SourceSettings::Sakura(r.validate(&format!("sources[{i}].sakura"), &mut c))
+            }
+            RawSource::Racknap(r) => {
+                SourceSettings::Racknap(r.validate(&format!("sources[{i}].racknap"), &mut c))
             }
         };
         if !source_names.insert(settings.name().to_string()) {

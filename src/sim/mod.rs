@@ -4,6 +4,7 @@
 
 pub mod faults;
 pub mod prometheus;
+pub mod racknap;
 pub mod rackspace;
 pub mod receiver;
 pub mod sakura;
@@ -173,6 +174,7 @@ impl Sim {
                 "/cloud/zone/{zone}/api/system/1.0/billdetail/{member}/{bill}/csv",
                 get(sakura::bill_csv),
             )
+            .route("/v1/invoices", get(racknap::list_invoices))
             .route("/_sim/faults", post(rackspace::inject_fault))
             .route("/_sim/expire-tokens", post(rackspace::expire_tokens))
             .route(

@@ -404,6 +404,87 @@ pub fn demo_world() -> Vec<SimAccount> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         },
+        // RackNap reseller customers, invoiced per calendar month.
+        // ~$905/month of licences: flat from month to month.
+        SimAccount {
+            api: Api::Racknap,
+            id: "cust_3d8f4a2b".into(),
+            name: "Northwind Traders".into(),
+            currency: "USD".into(),
+            cycle_day: 1,
+            items: vec![
+                // 40 seats at $0.72 a seat-day ≈ $22/seat-month
+                item(
+                    "M365_BUSINESS_PREMIUM",
+                    "SUBSCRIPTION",
+                    "SEAT_DAYS",
+                    40,
+                    0.0,
+                    "0.72",
+                ),
+                item("AZURE_BACKUP", "USAGE", "GB_DAYS", 500, 0.0, "0.002"),
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 500.0),
+            extra: BTreeMap::new(),
+        },
+        // Spend follows traffic: ~$7/day of VMs plus ~$21/day of egress (0.5 MB a request),
+        // and a traffic surge (×3) on the 20th and 21st of every month.
+        SimAccount {
+            api: Api::Racknap,
+            id: "cust_7a1c9e05".into(),
+            name: "Contoso Web Shop".into(),
+            currency: "USD".into(),
+            cycle_day: 1,
+            items: vec![
+                item("AZURE_VM", "USAGE", "HRS", 72, 0.0, "0.096"),
+                item("AZURE_BANDWIDTH", "USAGE", "GB", 0, 0.0005, "0.087"),
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: Traffic {
+                unit: "requests".into(),
+                base_per_hour: 20_000.0,
+                diurnal: 0.6,
+                incidents: vec![TrafficIncident {
+                    from_day: 19.0,
+                    to_day: 21.0,
+                    factor: 3.0,
+                }],
+            },
+            extra: BTreeMap::new(),
+        },
+        // ~€400/month, in euros.
+        SimAccount {
+            api: Api::Racknap,
+            id: "cust_5e2b7d19".into(),
+            name: "Fabrikam GmbH".into(),
+            currency: "EUR".into(),
+            cycle_day: 1,
+            items: vec![
+                item(
+                    "M365_BUSINESS_STANDARD",
+                    "SUBSCRIPTION",
+                    "SEAT_DAYS",
+                    25,
+                    0.0,
+                    "0.40",
+                ),
+                item(
+                    "DYNAMICS_365_SALES",
+                    "SUBSCRIPTION",
+                    "SEAT_DAYS",
+                    1,
+                    0.0,
+                    "3.20",
+                ),
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 300.0),
+            extra: BTreeMap::new(),
+        },
     ]
 }
 

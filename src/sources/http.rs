@@ -259,6 +259,29 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         classify: fn(StatusCode) -> RetryAction,
     ) -> Result<Fetched, AttemptError> {
+        let fetched = self.send_once_any_status(request).await?;
+        if fetched.status.is_success() {
+            return Ok(fetched);
+        }
+        let message = format!("HTTP {}: {}", fetched.status, snippet(&fetched.body));
+        match classify(fetched.status) {
+            RetryAction::Reauthenticate => Err(AttemptError::Unauthorized(message)),
+            RetryAction::Retry(kind) | RetryAction::Fail(kind) => {
+                let mut err = PollError::new(kind, message);
+                err.retry_after = retry_after(&fetched.headers);
+                Err(AttemptError::Failed(err))
+            }
+        }
+    }
+
+    /// Like [`ApiClient::send_once`] (pacing, rate-limit headers, body-size limit), but a
+    /// non-success status comes back as a `Fetched` too, for APIs whose error bodies carry
+    /// what the error message must report (RackNap's `meta.requestId`). The caller maps the
+    /// status through its `classify` and takes the wait from [`retry_after`].
+    pub async fn send_once_any_status(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Fetched, AttemptError> {
         self.pace().await;
         let mut response = request.send().await.map_err(AttemptError::from_reqwest)?;
         let status = response.status();
@@ -274,22 +297,11 @@ impl ApiClient {
             }
             body.extend_from_slice(&chunk);
         }
-        if status.is_success() {
-            return Ok(Fetched {
-                status,
-                headers,
-                body,
-            });
-        }
-        let message = format!("HTTP {status}: {}", snippet(&body));
-        match classify(status) {
-            RetryAction::Reauthenticate => Err(AttemptError::Unauthorized(message)),
-            RetryAction::Retry(kind) | RetryAction::Fail(kind) => {
-                let mut err = PollError::new(kind, message);
-                err.retry_after = retry_after(&headers);
-                Err(AttemptError::Failed(err))
-            }
-        }
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Runs `attempt` with the retry policy: transient errors back off with jitter,

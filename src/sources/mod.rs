@@ -6,6 +6,7 @@ pub mod amount;
 pub mod file;
 pub mod http;
 pub mod prometheus;
+pub mod racknap;
 pub mod rackspace;
 pub mod sakura;
 #[cfg(test)]
@@ -55,6 +56,7 @@ pub fn build(settings: &SourceSettings) -> Result<Arc<dyn BillingSource>, PollEr
         SourceSettings::File(s) => Arc::new(file::FileSource::new(s.clone())),
         SourceSettings::Threescale(s) => Arc::new(threescale::ThreescaleClient::new(s.clone())?),
         SourceSettings::Sakura(s) => Arc::new(sakura::SakuraClient::new(s.clone())?),
+        SourceSettings::Racknap(s) => Arc::new(racknap::RacknapClient::new(s.clone())?),
     })
 }
 
