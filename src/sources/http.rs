@@ -268,7 +268,7 @@ impl ApiClient {
             RetryAction::Reauthenticate => Err(AttemptError::Unauthorized(message)),
             RetryAction::Retry(kind) | RetryAction::Fail(kind) => {
                 let mut err = PollError::new(kind, message);
-                err.retry_after = retry_after(&fetched.headers);
+                err.retry_after = wait_for(kind, &fetched.headers);
                 Err(AttemptError::Failed(err))
             }
         }
@@ -388,6 +388,17 @@ pub fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
 /// `X-RateLimit-Reset`.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     retry_after_header(headers).or_else(|| rate_limit_reset(headers))
+}
+
+/// The wait before retrying an error of `kind`: `Retry-After` whenever given, and
+/// `X-RateLimit-Reset` only for throttling — APIs that send the reset on every response
+/// would otherwise make a 503 wait for the whole quota window.
+pub fn wait_for(kind: PollErrorKind, headers: &HeaderMap) -> Option<Duration> {
+    if kind == PollErrorKind::RateLimited {
+        retry_after(headers)
+    } else {
+        retry_after_header(headers)
+    }
 }
 
 fn retry_after_header(headers: &HeaderMap) -> Option<Duration> {

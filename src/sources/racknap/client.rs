@@ -3,19 +3,17 @@
 //! ends with the `meta.requestId` RackNap gave the response (what its support asks for).
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 use super::config::{ALL_CUSTOMERS, RacknapSettings};
 use super::map::{Page, map_invoices};
 use super::wire::{Head, InvoiceList};
 use crate::model::Observation;
 use crate::sources::http::{
-    ApiClient, Fetched, PollError, PollErrorKind, RetryAction, default_classify, retry_after,
-    snippet,
+    ApiClient, Fetched, PollError, PollErrorKind, RetryAction, default_classify, snippet, wait_for,
 };
 use crate::sources::{BillingSource, PollFuture};
 
@@ -50,17 +48,6 @@ fn with_request_id(mut err: PollError, id: Option<&str>) -> PollError {
     err
 }
 
-/// How long the server asks us to wait before retrying. RackNap sends `X-RateLimit-Reset`
-/// on every response: it is a wait only for a 429; on other errors only an explicit
-/// `Retry-After` (undocumented) is honoured, or a 503 would wait for the quota window.
-fn server_wait(err: &PollError, headers: &HeaderMap) -> Option<Duration> {
-    if err.kind == PollErrorKind::RateLimited || headers.contains_key(RETRY_AFTER) {
-        retry_after(headers)
-    } else {
-        None
-    }
-}
-
 /// The envelope head of any JSON body, error or not; `None` for anything else.
 fn head_of(body: &[u8]) -> Option<Head> {
     serde_json::from_slice(body).ok()
@@ -92,7 +79,7 @@ pub fn read_list(fetched: &Fetched) -> Result<Listed, PollError> {
             kind_of(classify(status)),
             format!("HTTP {status}: {detail}"),
         );
-        err.retry_after = server_wait(&err, &fetched.headers);
+        err.retry_after = wait_for(err.kind, &fetched.headers);
         return Err(with_request_id(err, rid));
     }
     // Content type first: an HTML page from a proxy is `NotJson`, not `Malformed`.
@@ -122,7 +109,7 @@ pub fn read_list(fetched: &Fetched) -> Result<Listed, PollError> {
                 head.code.map_or("none".to_string(), |c| c.to_string())
             ),
         );
-        err.retry_after = server_wait(&err, &fetched.headers);
+        err.retry_after = wait_for(err.kind, &fetched.headers);
         return Err(with_request_id(err, rid.as_deref()));
     }
     if let Some(code) = head.code
