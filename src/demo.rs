@@ -66,6 +66,59 @@ queries = [
   {{ name = "requests", query = 'sum by (account) (increase(requests_total[1h]))', unit = "requests" }},
 ]
 
+[[sources]]
+[sources.sakura]
+name = "sakura"
+access_token = {{ file = "{sakura_token}" }}
+access_token_secret = {{ file = "{sakura_secret}" }}
+base_url = "http://{sim_addr}/cloud/zone/is1a/api/"
+interval = "6h"
+months = 1
+timeout = "5s"
+
+[[sources]]
+[sources.racknap]
+name = "racknap"
+api_key = {{ file = "{key_file}" }}
+base_url = "http://{sim_addr}/v1/"
+interval = "1d"
+timeout = "5s"
+
+[[sources]]
+[sources.threescale]
+name = "threescale"
+base_url = "http://{sim_addr}/"
+access_token = {{ file = "{threescale_token}" }}
+months = 1
+interval = "6h"
+timeout = "5s"
+
+# The SAKURA billing doc's alert: spend relative to traffic, not a flat threshold.
+# Spend per 1k requests per JST day against what the account's own history says.
+[[rules]]
+[rules.ratio]
+name = "sakura-unit-cost"
+numerator = {{ source = "sakura" }}
+denominator = {{ source = "prometheus", match = {{ series = "requests" }} }}
+accounts = ["000000526782"]
+window = "1d"
+window_offset = "9h"
+per = 1000
+baseline = {{ history = "14d", min_windows = 5, sensitivity = 4 }}
+min_impact = 500
+severity = "warning"
+
+# 3scale bills per API hit: when traffic spikes, spend follows and unit cost holds.
+[[rules]]
+[rules.ratio]
+name = "threescale-cost-per-hit"
+numerator = {{ source = "threescale" }}
+denominator = {{ source = "threescale", series = "usage_period_to_date", match = {{ unit = "hits" }} }}
+window = "1d"
+per = 1000
+baseline = {{ history = "14d", min_windows = 5, sensitivity = 4 }}
+min_impact = 5
+
 [[rules]]
 [rules.budget]
 name = "monthly-budget-usd"
@@ -100,6 +153,9 @@ secret = {{ file = "{secret_file}" }}
         store = dir.join("spendwatch.db").display(),
         user = sim::DEFAULT_USERNAME,
         key_file = dir.join("rackspace-api-key").display(),
+        sakura_token = dir.join("sakura-token").display(),
+        sakura_secret = dir.join("sakura-secret").display(),
+        threescale_token = dir.join("threescale-token").display(),
         secret_file = dir.join("webhook-secret").display(),
     )
 }
@@ -107,18 +163,26 @@ secret = {{ file = "{secret_file}" }}
 fn print_event(e: &AlertEvent) {
     let l = |k: &str| e.alert.labels.get(k).map(String::as_str).unwrap_or("-");
     let when = e.at.strftime("%Y-%m-%d %H:%M UTC");
-    let basis = if l("basis") == "forecast" {
-        "forecast"
-    } else {
-        "spend"
+    let what = match l("rule_type") {
+        "budget" => {
+            let basis = if l("basis") == "forecast" {
+                "forecast"
+            } else {
+                "spend"
+            };
+            format!(
+                "{} {} {basis} >= {}%",
+                l("alertname"),
+                l("account"),
+                l("level")
+            )
+        }
+        other => format!("{} {} ({other})", l("alertname"), l("account")),
     };
     println!(
-        "{when}  {:<8} {:<8} {} {} {basis} >= {}%",
+        "{when}  {:<8} {:<8} {what}",
         e.change.as_str(),
-        e.alert.severity.as_str(),
-        l("alertname"),
-        l("account"),
-        l("level"),
+        e.alert.severity.as_str()
     );
     if matches!(e.change, Change::Fired | Change::Resolved) {
         println!("                      {}", e.alert.summary);
@@ -150,6 +214,12 @@ pub async fn run(
     };
     std::fs::write(dir.join("rackspace-api-key"), sim::DEFAULT_API_KEY)?;
     std::fs::write(dir.join("webhook-secret"), WEBHOOK_SECRET)?;
+    std::fs::write(dir.join("sakura-token"), sim::sakura::DEMO_ACCESS_TOKEN)?;
+    std::fs::write(
+        dir.join("sakura-secret"),
+        sim::sakura::DEMO_ACCESS_TOKEN_SECRET,
+    )?;
+    std::fs::write(dir.join("threescale-token"), sim::threescale::ACCESS_TOKEN)?;
     let config_path = dir.join("spendwatch.toml");
     std::fs::write(&config_path, config_text(sim_addr, listen, &dir))?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -173,8 +243,15 @@ pub async fn run(
         "  simulator: http://{sim_addr}   config: {}",
         config_path.display()
     );
+    println!("  sources: Rackspace, SAKURA Cloud, RackNap, 3scale, Prometheus (all simulated)");
     println!(
-        "  watching 020-1001 (budget $3,200.00/month, runaway servers on days 10–12) and 020-2002 (budget £1,000.00)"
+        "  watching: Rackspace 020-1001 against $3,200/month (runaway servers on days 10–12),"
+    );
+    println!(
+        "            SAKURA 000000526782 spend per 1k requests (an extra server on JST days 18–20),"
+    );
+    println!(
+        "            3scale buyers' cost per 1k hits (traffic spikes ×6 on days 12–14: no alert)"
     );
     match duration {
         Some(d) => println!("  running for {}\n", humantime::format_duration(d)),

@@ -288,9 +288,10 @@ pub fn evaluate(
             top_contributors: top,
         };
         let band_text = match (low, high) {
-            (Some(_), Some(_)) => {
-                format!("expected {}–{}", facts.expected_low, facts.expected_high)
-            }
+            (Some(lo), Some(hi)) => format!(
+                "expected {}",
+                explain::unit_cost_range(lo, hi, currency, rule.per, &unit)
+            ),
             (Some(_), None) => format!("expected at least {}", facts.expected_low),
             (None, _) => format!("expected at most {}", facts.expected_high),
         };

@@ -105,7 +105,8 @@ impl Scenario {
                     _ => (0.0, 1.0),
                 };
                 *total += item.fixed_per_hour + extra + item.price_per_unit * multiplier * requests;
-                if spend_known {
+                // Like the billing APIs, an item without charges yet is not listed at all.
+                if spend_known && *total > 0.0 {
                     batch.push(Observation {
                         key: SeriesKey::new("sim", self.account, ITEM_SPEND_PTD)
                             .with_label(LABEL_CURRENCY, "USD")

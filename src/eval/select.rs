@@ -1,6 +1,6 @@
 //! Selecting series for a rule and summing them per account over aligned windows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -9,8 +9,8 @@ use super::EvalError;
 use super::ptd::Increment;
 use super::window::{MIN_COVERAGE, spans, window_amount};
 use crate::config::rules::Selector;
-use crate::model::{SeriesKey, Unit};
-use crate::store::{SeriesFilter, Store};
+use crate::model::{ObservationKind, Point, SeriesKey, Unit};
+use crate::store::{SeriesFilter, SeriesMeta, Store};
 
 /// One selected series with its spans over the lookback.
 #[derive(Debug, Clone)]
@@ -98,29 +98,80 @@ pub fn load_groups(
         metric: Some(selector.series.clone()),
         accounts: accounts.to_vec(),
     };
-    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    // Points first, spans after: a series that appears mid-period needs its group.
+    let mut loaded: BTreeMap<(String, String), Vec<(SeriesMeta, Vec<Point>)>> = BTreeMap::new();
     for meta in store.list_series(&filter)? {
         if !matches(&meta.key, selector) {
             continue;
         }
         // The point before the range anchors cumulative values (and a run of an unchanged
         // value that started before it).
-        let mut points: Vec<_> = store.point_before(&meta.key, from)?.into_iter().collect();
+        let mut points: Vec<Point> = store.point_before(&meta.key, from)?.into_iter().collect();
         points.extend(store.points(&meta.key, from, to)?);
-        let group = groups
+        loaded
             .entry((meta.key.account.clone(), meta.unit.encode()))
-            .or_insert_with(|| Group {
-                account: meta.key.account.clone(),
-                unit: meta.unit.clone(),
-                series: Vec::new(),
-            });
-        group.series.push(SeriesSpans {
-            key: meta.key.clone(),
-            unit: meta.unit.clone(),
-            spans: spans(meta.kind, &points),
-        });
+            .or_default()
+            .push((meta, points));
     }
-    Ok(groups.into_values().collect())
+    Ok(loaded
+        .into_values()
+        .filter_map(|members| {
+            let first = members.first()?;
+            let (account, unit) = (first.0.key.account.clone(), first.0.unit.clone());
+            let times: BTreeSet<Timestamp> = members
+                .iter()
+                .flat_map(|(_, p)| p.iter().map(|p| p.at))
+                .collect();
+            let series = members
+                .into_iter()
+                .map(|(meta, mut points)| {
+                    anchor_newcomer(meta.kind, &mut points, &times);
+                    SeriesSpans {
+                        spans: spans(meta.kind, &points),
+                        key: meta.key,
+                        unit: meta.unit,
+                    }
+                })
+                .collect();
+            Some(Group {
+                account,
+                unit,
+                series,
+            })
+        })
+        .collect())
+}
+
+/// A line item that first shows up in a later poll of its account was zero at that
+/// account's previous data point (the source reports all items at once): anchor it there,
+/// so its first value is not spread back to the period start.
+fn anchor_newcomer(
+    kind: ObservationKind,
+    points: &mut Vec<Point>,
+    group_times: &BTreeSet<Timestamp>,
+) {
+    if !matches!(kind, ObservationKind::PeriodToDate | ObservationKind::Usage) {
+        return;
+    }
+    let Some(first) = points.first().cloned() else {
+        return;
+    };
+    let Some(period) = first.period else {
+        return;
+    };
+    if let Some(&before) = group_times.range(..first.at).next_back()
+        && period.start <= before
+    {
+        points.insert(
+            0,
+            Point {
+                at: before,
+                last_seen: before,
+                period: Some(period),
+                value: Decimal::ZERO,
+            },
+        );
+    }
 }
 
 /// How much of `[start, end)` the group's data covers, for "waiting" messages.

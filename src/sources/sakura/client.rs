@@ -190,7 +190,7 @@ impl SakuraClient {
         id: &Identity,
         year: i16,
         request_id: &str,
-    ) -> Result<Vec<Bill>, PollError> {
+    ) -> Result<(Vec<Bill>, Option<Timestamp>), PollError> {
         let path = paths::bills_of_year(&id.account_id, year)?;
         let fetched = self.get(&path, request_id).await?;
         let list: BillsResponse = decode(&fetched, "bill list")?;
@@ -200,7 +200,8 @@ impl SakuraClient {
             list.bills.len(),
             &format!("bill list for {year}"),
         )?;
-        Ok(list.bills)
+        let server_time = list.responsed_at.as_deref().and_then(|t| t.parse().ok());
+        Ok((list.bills, server_time))
     }
 
     pub async fn bill_details(
@@ -241,12 +242,15 @@ impl SakuraClient {
         &self,
         window: &Window,
         request_id: &str,
-    ) -> Result<(Identity, Vec<BillData>), PollError> {
+    ) -> Result<(Identity, Vec<BillData>, Option<Timestamp>), PollError> {
         let id = self.identity(request_id).await?;
         let mut seen = std::collections::BTreeSet::new();
         let mut bills = Vec::new();
+        let mut server_time = None;
         for year in window.bill_years()? {
-            for bill in self.bills_of_year(&id, year, request_id).await? {
+            let (listed, responded) = self.bills_of_year(&id, year, request_id).await?;
+            server_time = server_time.or(responded);
+            for bill in listed {
                 if !seen.insert(bill.bill_id.clone()) {
                     continue;
                 }
@@ -271,7 +275,7 @@ impl SakuraClient {
                 statement,
             });
         }
-        Ok((id, data))
+        Ok((id, data, server_time))
     }
 
     /// One poll as of `now` (the pipeline's clock), with the retry policy around it. An auth
@@ -286,7 +290,7 @@ impl SakuraClient {
             .api
             .with_retries(|| self.fetch(&window, request_id))
             .await;
-        let (id, data) = match result {
+        let (id, data, server_time) = match result {
             Ok(r) => r,
             Err(e) => {
                 if e.kind == PollErrorKind::Auth {
@@ -294,6 +298,12 @@ impl SakuraClient {
                 }
                 return Err(e);
             }
+        };
+        // The data is as of the server's day (`ResponsedAt`), which a slow poll or a skewed
+        // clock may put after ours: stamp it with the server's, not the poll's, time.
+        let window = match server_time {
+            Some(t) => Window::new(t, self.settings.months)?,
+            None => window,
         };
         map_bills(&self.settings.name, &id.account_id, &window, &data)
     }
