@@ -99,7 +99,7 @@ pub fn load_groups(
         accounts: accounts.to_vec(),
     };
     // Points first, spans after: a series that appears mid-period needs its group.
-    let mut loaded: BTreeMap<(String, String), Vec<(SeriesMeta, Vec<Point>)>> = BTreeMap::new();
+    let mut loaded: BTreeMap<(String, String), Vec<Loaded>> = BTreeMap::new();
     for meta in store.list_series(&filter)? {
         if !matches(&meta.key, selector) {
             continue;
@@ -141,6 +141,9 @@ pub fn load_groups(
         })
         .collect())
 }
+
+/// One series as read: its metadata and points.
+type Loaded = (SeriesMeta, Vec<Point>);
 
 /// A line item that first shows up in a later poll of its account was zero at that
 /// account's previous data point (the source reports all items at once): anchor it there,
