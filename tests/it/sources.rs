@@ -21,6 +21,36 @@ max_retries = 0
 queries = [{{ name = "requests", query = 'sum by (account) (increase(requests_total[1h]))', unit = "requests" }}]
 
 [[sources]]
+[sources.sakura]
+name = "sakura"
+access_token = {{ file = "sakura-token" }}
+access_token_secret = {{ file = "sakura-secret" }}
+base_url = "http://{sim}/cloud/zone/is1a/api/"
+interval = "1s"
+months = 1
+timeout = "2s"
+max_retries = 0
+
+[[sources]]
+[sources.racknap]
+name = "racknap"
+api_key = {{ file = "api-key" }}
+base_url = "http://{sim}/v1/"
+interval = "1s"
+timeout = "2s"
+max_retries = 0
+
+[[sources]]
+[sources.threescale]
+name = "threescale"
+base_url = "http://{sim}/"
+access_token = {{ file = "threescale-token" }}
+months = 2
+interval = "1s"
+timeout = "2s"
+max_retries = 0
+
+[[sources]]
 [sources.file]
 name = "csv"
 path = "traffic.csv"
@@ -40,7 +70,23 @@ fn multi_source_config(sim: std::net::SocketAddr) -> TestConfig {
             ..Default::default()
         },
     );
-    std::fs::write(config.dir.path().join("traffic.csv"), CSV).expect("write CSV");
+    let dir = config.dir.path();
+    std::fs::write(dir.join("traffic.csv"), CSV).expect("write CSV");
+    std::fs::write(
+        dir.join("sakura-token"),
+        spendwatch::sim::sakura::DEMO_ACCESS_TOKEN,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("sakura-secret"),
+        spendwatch::sim::sakura::DEMO_ACCESS_TOKEN_SECRET,
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("threescale-token"),
+        spendwatch::sim::threescale::ACCESS_TOKEN,
+    )
+    .expect("write");
     config
 }
 
@@ -49,6 +95,10 @@ const CSV: &str = "timestamp,value,labels\n2026-11-24T10:00:00Z,182.5,account=02
 /// Per source: a metric family with a sample from that source once it has been polled.
 const EXPECTED: &[(&str, &str)] = &[
     ("rs", "spendwatch_spend_period_to_date"),
+    ("sakura", "spendwatch_spend_last_period_total"),
+    ("racknap", "spendwatch_spend_last_period_total"),
+    ("threescale", "spendwatch_spend_period_to_date"),
+    ("threescale", "spendwatch_usage_period_to_date"),
     ("prom", "spendwatch_traffic"),
     ("csv", "spendwatch_traffic"),
 ];
