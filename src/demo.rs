@@ -75,6 +75,8 @@ base_url = "http://{sim_addr}/cloud/zone/is1a/api/"
 interval = "6h"
 months = 1
 timeout = "5s"
+# The simulator is local and the clock runs fast: pacing at 5/s would span hours of it.
+request_interval = "1ms"
 
 [[sources]]
 [sources.racknap]
@@ -232,7 +234,7 @@ pub async fn run(
     let metrics_addr = listener.local_addr()?;
     let days_per_minute = speed * 60.0 / 86_400.0;
     println!(
-        "spendwatch demo — simulated Rackspace billing, {days_per_minute:.1} simulated days per real minute"
+        "spendwatch demo — simulated billing APIs, {days_per_minute:.1} simulated days per real minute"
     );
     println!(
         "  simulated clock starts {}",

@@ -177,8 +177,11 @@ pub(crate) fn contributors(
             .into_iter()
             .zip(before)
         {
-            let Some(now) = now else { continue };
-            let delta = now - then.unwrap_or(Decimal::ZERO);
+            // Unknown on either side: no claim about this item.
+            let (Some(now), Some(then)) = (now, then) else {
+                continue;
+            };
+            let delta = now - then;
             if delta <= Decimal::ZERO {
                 continue;
             }

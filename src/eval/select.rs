@@ -20,6 +20,26 @@ pub struct SeriesSpans {
     pub spans: Vec<Increment>,
 }
 
+impl SeriesSpans {
+    /// Its data starts at or after `end`: it did not exist yet.
+    fn born_after(&self, end: Timestamp) -> bool {
+        self.spans
+            .iter()
+            .map(|i| i.from)
+            .min()
+            .is_none_or(|first| first >= end)
+    }
+
+    /// The amount in `[start, end)`: zero before the series existed, `None` when unknown.
+    pub fn amount(&self, start: Timestamp, end: Timestamp) -> Option<Decimal> {
+        match window_amount(&self.spans, start, end) {
+            Some(w) => Some(w.amount),
+            None if self.born_after(end) => Some(Decimal::ZERO),
+            None => None,
+        }
+    }
+}
+
 /// The series of one account (and one unit: one currency for money) a selector matched.
 #[derive(Debug, Clone)]
 pub struct Group {

@@ -34,6 +34,8 @@ pub enum PollErrorKind {
     BodyTooLarge,
     /// A local file could not be read.
     Io,
+    /// Parts of one answer disagree (data updated while it was being read).
+    Inconsistent,
 }
 
 impl PollErrorKind {
@@ -50,6 +52,7 @@ impl PollErrorKind {
             PollErrorKind::Paging => "paging",
             PollErrorKind::BodyTooLarge => "body_too_large",
             PollErrorKind::Io => "io",
+            PollErrorKind::Inconsistent => "inconsistent",
         }
     }
 }
@@ -89,6 +92,7 @@ impl PollError {
                 | PollErrorKind::Server
                 | PollErrorKind::RateLimited
                 | PollErrorKind::NotJson
+                | PollErrorKind::Inconsistent
         )
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Checker, Secret, SecretRef};
+use crate::config::{Checker, Secret, SecretRef, placeholder_url, with_trailing_slash};
 use crate::model::Currency;
 use crate::sources::http::HttpPolicy;
 
@@ -67,15 +67,6 @@ impl RacknapSettings {
             self.customers.clone()
         }
     }
-}
-
-/// Base URLs are joined with relative paths, so they must end in `/`.
-fn with_trailing_slash(mut url: url::Url) -> url::Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
 }
 
 fn valid_customer_id(id: &str) -> bool {
@@ -144,8 +135,6 @@ impl RawRacknap {
             self.timeout.as_deref(),
             Duration::from_secs(30),
         );
-        let fallback =
-            || url::Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!());
         RacknapSettings {
             name: self.name.clone(),
             api_key,
@@ -157,7 +146,7 @@ impl RawRacknap {
                 .map(|s| s.trim().to_ascii_uppercase())
                 .collect(),
             interval,
-            base_url: base_url.unwrap_or_else(fallback),
+            base_url: base_url.unwrap_or_else(placeholder_url),
             page_size,
             max_pages,
             policy: policy(timeout, self.max_retries.unwrap_or(3) as usize),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Checker, Secret, SecretRef};
+use crate::config::{Checker, Secret, SecretRef, placeholder_url, with_trailing_slash};
 use crate::sources::http::HttpPolicy;
 
 /// The API root; auth-status is under `cloud/1.1/`, billing under `system/1.0/`. Billing is
@@ -32,6 +32,9 @@ pub struct RawSakura {
     pub fetch_csv: Option<bool>,
     pub timeout: Option<String>,
     pub max_retries: Option<u32>,
+    /// Client-side pacing between requests (default 200 ms: 5/s, as SAKURA's own clients do;
+    /// the server-side limit is undocumented).
+    pub request_interval: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,15 +47,6 @@ pub struct SakuraSettings {
     pub months: u32,
     pub fetch_csv: bool,
     pub policy: HttpPolicy,
-}
-
-/// Relative paths are joined to the root, so it must end in `/`.
-fn with_trailing_slash(mut url: url::Url) -> url::Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
 }
 
 impl RawSakura {
@@ -86,20 +80,22 @@ impl RawSakura {
             self.timeout.as_deref(),
             Duration::from_secs(30),
         );
-        let fallback =
-            || url::Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!());
         SakuraSettings {
             name: self.name.clone(),
             access_token,
             access_token_secret,
-            base_url: base_url.unwrap_or_else(fallback),
+            base_url: base_url.unwrap_or_else(placeholder_url),
             interval,
             months: months.min(MAX_MONTHS),
             fetch_csv: self.fetch_csv.unwrap_or(true),
             policy: HttpPolicy {
                 timeout,
                 max_retries: self.max_retries.unwrap_or(3) as usize,
-                min_interval: MIN_REQUEST_INTERVAL,
+                min_interval: c.duration(
+                    &format!("{path}.request_interval"),
+                    self.request_interval.as_deref(),
+                    MIN_REQUEST_INTERVAL,
+                ),
                 ..HttpPolicy::default()
             },
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{Checker, Secret, SecretRef};
+use crate::config::{Checker, Secret, SecretRef, placeholder_url, with_trailing_slash};
 use crate::sources::http::HttpPolicy;
 
 /// porta's pagination filter: default 20; values outside 1..=500 silently fall back to 20
@@ -92,15 +92,6 @@ pub struct ThreescaleSettings {
 
 fn is_id(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// Base URLs are joined with relative paths, so they must end in `/`.
-fn with_trailing_slash(mut url: url::Url) -> url::Url {
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    url
 }
 
 impl RawThreescale {
@@ -211,11 +202,9 @@ impl RawThreescale {
                 );
             }
         }
-        let fallback =
-            || url::Url::parse("http://invalid.invalid/").unwrap_or_else(|_| unreachable!());
         ThreescaleSettings {
             name: self.name.clone(),
-            base_url: base_url.unwrap_or_else(fallback),
+            base_url: base_url.unwrap_or_else(placeholder_url),
             access_token,
             auth,
             per_page,
