@@ -240,6 +240,26 @@ fn demo_shows_an_alert_fire_and_resolve() {
         stdout.contains("forecast spend by"),
         "alert lines explain themselves: {stdout}"
     );
+    // The traffic-relative rule on SAKURA: fires on the extra server, names it, resolves.
+    let ratio = stdout
+        .lines()
+        .skip_while(|l| !(l.contains(" FIRING ") && l.contains("sakura-unit-cost")))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        ratio.contains("unit cost rose to ¥") && ratio.contains("per 1k requests"),
+        "{stdout}"
+    );
+    assert!(
+        ratio.contains("top contributors: サーバ/プラン/4Core-8GB"),
+        "{ratio}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains(" RESOLVED ") && l.contains("sakura-unit-cost")),
+        "{stdout}"
+    );
     let summary = stdout
         .lines()
         .find(|l| l.contains("webhook:"))
