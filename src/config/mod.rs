@@ -121,6 +121,9 @@ pub enum RawSource {
 pub enum RawRule {
     Budget(RawBudget),
     Ratio(rules::RawRatio),
+    Divergence(rules::RawDivergence),
+    Change(rules::RawChange),
+    Stale(rules::RawStale),
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +255,9 @@ impl SourceSettings {
 pub enum RuleConfig {
     Budget(BudgetRule),
     Ratio(rules::RatioRule),
+    Divergence(rules::DivergenceRule),
+    Change(rules::ChangeRule),
+    Stale(rules::StaleRule),
 }
 
 impl RuleConfig {
@@ -259,6 +265,9 @@ impl RuleConfig {
         match self {
             RuleConfig::Budget(r) => &r.name,
             RuleConfig::Ratio(r) => &r.meta.name,
+            RuleConfig::Divergence(r) => &r.meta.name,
+            RuleConfig::Change(r) => &r.meta.name,
+            RuleConfig::Stale(r) => &r.meta.name,
         }
     }
 }
@@ -542,6 +551,41 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                     );
                 }
                 (path, RuleConfig::Ratio(rule))
+            }
+            RawRule::Divergence(r) => {
+                let path = format!("rules[{i}].divergence");
+                let rule = r.validate(&path, &mut c);
+                for (side, selector) in [("spend", &rule.spend), ("traffic", &rule.traffic)] {
+                    check_source(
+                        &format!("{path}.{side}.source"),
+                        selector.source.as_deref(),
+                        &source_names,
+                        &mut c,
+                    );
+                }
+                (path, RuleConfig::Divergence(rule))
+            }
+            RawRule::Change(r) => {
+                let path = format!("rules[{i}].change");
+                let rule = r.validate(&path, &mut c);
+                check_source(
+                    &format!("{path}.series.source"),
+                    rule.series.source.as_deref(),
+                    &source_names,
+                    &mut c,
+                );
+                (path, RuleConfig::Change(rule))
+            }
+            RawRule::Stale(r) => {
+                let path = format!("rules[{i}].stale");
+                let rule = r.validate(&path, &mut c);
+                check_source(
+                    &format!("{path}.source"),
+                    rule.source.as_deref(),
+                    &source_names,
+                    &mut c,
+                );
+                (path, RuleConfig::Stale(rule))
             }
         };
         if !rule_names.insert(rule.name().to_string()) {

@@ -3,12 +3,15 @@
 
 pub mod baseline;
 pub mod budget;
+pub mod change;
+pub mod divergence;
 pub mod explain;
 pub mod ptd;
 pub mod ratio;
 #[cfg(test)]
 mod scenarios;
 pub mod select;
+pub mod stale;
 pub mod window;
 
 use std::time::Instant;
@@ -71,6 +74,9 @@ impl Evaluator {
             let result = match rule {
                 RuleConfig::Budget(b) => budget::evaluate(b, store, at, metrics),
                 RuleConfig::Ratio(r) => ratio::evaluate(r, store, at, metrics),
+                RuleConfig::Divergence(r) => divergence::evaluate(r, store, at, metrics),
+                RuleConfig::Change(r) => change::evaluate(r, store, at, metrics),
+                RuleConfig::Stale(r) => stale::evaluate(r, store, at, metrics),
             };
             metrics.rule_evaluated(rule.name(), result.is_ok(), started.elapsed().as_secs_f64());
             match result {

@@ -471,3 +471,187 @@ fn a_fixed_band_and_currencies_evaluate_per_currency() {
         f.summary
     );
 }
+
+fn meta(name: &str) -> RuleMeta {
+    RuleMeta {
+        name: name.into(),
+        accounts: Vec::new(),
+        hold: Duration::ZERO,
+        keep_firing_for: Duration::ZERO,
+        severity: Severity::Warning,
+        labels: BTreeMap::new(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn divergence_rule() -> crate::config::rules::DivergenceRule {
+    let r = rule(10, NoTraffic::Wait);
+    crate::config::rules::DivergenceRule {
+        meta: meta("divergence"),
+        spend: r.numerator,
+        traffic: r.denominator,
+        contributors: r.contributors,
+        window: Duration::from_secs(86_400),
+        window_offset: Duration::ZERO,
+        threshold_points: Decimal::from(30),
+        min_impact: Decimal::from(10),
+    }
+}
+
+fn change_rule(min_impact: i64) -> crate::config::rules::ChangeRule {
+    let r = rule(10, NoTraffic::Wait);
+    crate::config::rules::ChangeRule {
+        meta: meta("change"),
+        series: r.numerator,
+        contributors: r.contributors,
+        window: Duration::from_secs(86_400),
+        window_offset: Duration::ZERO,
+        compare_to: crate::config::rules::CompareTo::Previous,
+        percent: Decimal::from(50),
+        min_impact: Decimal::from(min_impact),
+        direction: Direction::Up,
+    }
+}
+
+fn doubled_spend() -> Scenario {
+    let mut items = normal_items();
+    items.push(Item {
+        name: "COMPUTE/UPTIME",
+        fixed_per_hour: 0.0,
+        price_per_unit: 0.0,
+        change: Some((20.0, 5.0, 1.0)),
+    });
+    Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items,
+        days: 21,
+        spend_lag_hours: 0,
+    }
+}
+
+fn evaluate_one(
+    store: &SqliteStore,
+    rule: &crate::config::RuleConfig,
+    at: Timestamp,
+) -> Transition {
+    let evaluation = super::Evaluator::new(vec![rule.clone()]).evaluate(store, at, &Metrics::new());
+    assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
+    let mut ts = evaluation.transitions;
+    assert_eq!(ts.len(), 1, "{ts:?}");
+    ts.remove(0)
+}
+
+#[test]
+fn divergence_spend_up_on_flat_traffic_but_not_with_it() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let at = day(21.0) + SignedDuration::from_mins(5);
+    let t = evaluate_one(
+        &store,
+        &crate::config::RuleConfig::Divergence(divergence_rule()),
+        at,
+    );
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary.contains("spend +100 %") && f.summary.contains("while requests +0 %"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("+$120.00 over what traffic explains"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        f.summary.contains("top contributor: COMPUTE/UPTIME"),
+        "{}",
+        f.summary
+    );
+
+    let store = SqliteStore::open_in_memory().unwrap();
+    Scenario {
+        account: "a",
+        traffic: traffic(
+            10_000.0,
+            vec![TrafficIncident {
+                from_day: 20.0,
+                to_day: 99.0,
+                factor: 2.0,
+            }],
+        ),
+        items: normal_items(),
+        days: 21,
+        spend_lag_hours: 0,
+    }
+    .fill(&store);
+    let t = evaluate_one(
+        &store,
+        &crate::config::RuleConfig::Divergence(divergence_rule()),
+        at,
+    );
+    assert!(matches!(t.outcome, Outcome::Clear(_)), "{}", summary(&t));
+}
+
+#[test]
+fn change_needs_both_a_percentage_and_an_amount() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let at = day(21.0) + SignedDuration::from_mins(5);
+    let t = evaluate_one(
+        &store,
+        &crate::config::RuleConfig::Change(change_rule(50)),
+        at,
+    );
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary.contains("$240.00 in the daily window") && f.summary.contains("+100 %"),
+        "{}",
+        f.summary
+    );
+    // +$120 is under a $500 minimum: no page, however large the percentage.
+    let t = evaluate_one(
+        &store,
+        &crate::config::RuleConfig::Change(change_rule(500)),
+        at,
+    );
+    assert!(matches!(t.outcome, Outcome::Clear(_)), "{}", summary(&t));
+}
+
+#[test]
+fn stale_data_alerts_after_the_expected_lag() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items: normal_items(),
+        days: 10,
+        spend_lag_hours: 0,
+    }
+    .fill(&store);
+    let stale = crate::config::RuleConfig::Stale(crate::config::rules::StaleRule {
+        meta: meta("stale"),
+        source: Some("sim".into()),
+        max_age: Duration::from_secs(86_400),
+    });
+    let fresh = evaluate_one(&store, &stale, day(10.5));
+    assert!(
+        matches!(fresh.outcome, Outcome::Clear(_)),
+        "{}",
+        summary(&fresh)
+    );
+    let old = evaluate_one(&store, &stale, day(12.0));
+    let Outcome::Breach(f) = &old.outcome else {
+        panic!("expected a breach: {}", summary(&old));
+    };
+    assert!(
+        f.summary
+            .contains("No new data from sim for account a since 2026-11-11T00:00:00Z (2days"),
+        "{}",
+        f.summary
+    );
+}
