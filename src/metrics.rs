@@ -44,6 +44,7 @@ pub struct Metrics {
     budget: GaugeVec,
     budget_ratio: GaugeVec,
     unit_cost: GaugeVec,
+    rule_instances: IntGaugeVec,
     unit_cost_band: GaugeVec,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
@@ -206,6 +207,12 @@ impl Metrics {
                 "spendwatch_unit_cost_expected",
                 "Expected unit-cost band of a ratio rule (bound = lower | upper), same unit as spendwatch_unit_cost.",
                 &["rule", "account", "currency", "bound"],
+            ),
+            rule_instances: int_gauge_vec(
+                &r,
+                "spendwatch_rule_instances",
+                "Alert instances of a rule by their last verdict (breach, clear, waiting — for data or a baseline).",
+                &["rule", "outcome"],
             ),
             polls: counter_vec(
                 &r,
@@ -487,6 +494,16 @@ impl Metrics {
                     .with_label_values(&[rule, account, c, bound])
                     .set(v);
             }
+        }
+    }
+
+    /// Counts of a rule's instances per verdict after one evaluation.
+    pub fn rule_outcomes(&self, rule: &str, instances: &[crate::model::InstanceStatus]) {
+        for outcome in ["breach", "clear", "waiting"] {
+            let n = instances.iter().filter(|i| i.outcome == outcome).count();
+            self.rule_instances
+                .with_label_values(&[rule, outcome])
+                .set(n as i64);
         }
     }
 

@@ -516,6 +516,44 @@ pub struct AlertRecord {
     pub seq: u64,
 }
 
+/// One alert instance's verdict at the last evaluation, for `/api/v1/rules`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceStatus {
+    pub labels: BTreeMap<String, String>,
+    /// `breach`, `clear` or `waiting`.
+    pub outcome: &'static str,
+    /// The finding's summary, or why the rule waits.
+    pub detail: String,
+}
+
+/// A rule at its last evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleStatus {
+    pub name: String,
+    /// `ok` or `error`.
+    pub health: &'static str,
+    pub last_error: Option<String>,
+    pub last_evaluation: Option<Timestamp>,
+    pub evaluation_seconds: f64,
+    pub instances: Vec<InstanceStatus>,
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Breach(_) => "breach",
+            Outcome::Clear(_) => "clear",
+            Outcome::Waiting(_) => "waiting",
+        }
+    }
+    pub fn detail(&self) -> &str {
+        match self {
+            Outcome::Breach(f) | Outcome::Clear(f) => &f.summary,
+            Outcome::Waiting(why) => why,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

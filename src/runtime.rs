@@ -16,7 +16,7 @@ use crate::eval::Evaluator;
 use crate::metrics::Metrics;
 use crate::model::Clock;
 use crate::notify::{Dispatcher, RetryPolicy, SendError};
-use crate::server::{self, ServerState};
+use crate::server::{self, EvalView, ServerState};
 use crate::sources::{self, BillingSource, PollError, PollResult, poll_target};
 use crate::store::{SqliteStore, Store, StoreError};
 
@@ -106,9 +106,11 @@ impl Runtime {
         });
         let mut tasks = JoinSet::new();
 
+        let status = Arc::new(std::sync::RwLock::new(EvalView::default()));
         let app = server::router(ServerState {
             metrics: self.metrics.clone(),
             ready: ready.clone(),
+            status: status.clone(),
         });
         let mut server_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -154,6 +156,7 @@ impl Runtime {
             shared.clone(),
             events,
             ready,
+            status,
             shutdown.clone(),
         ));
 
@@ -282,6 +285,7 @@ async fn evaluate_loop(
     shared: Arc<Shared>,
     events: Option<mpsc::UnboundedSender<AlertEvent>>,
     ready: Arc<AtomicBool>,
+    status: Arc<std::sync::RwLock<EvalView>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let Shared {
@@ -327,6 +331,10 @@ async fn evaluate_loop(
             }
         }
         metrics.set_alert_counts(&alerting.counts(evaluator.rule_names()));
+        if let Ok(mut view) = status.write() {
+            view.rules = evaluation.status;
+            view.alerts = alerting.alerts().cloned().collect();
+        }
         metrics.refresh_data_lag(at);
         ready.store(true, Ordering::Release);
         tokio::select! {

@@ -51,6 +51,8 @@ pub struct Evaluation {
     pub transitions: Vec<Transition>,
     /// Rules that failed, with why; the others were evaluated.
     pub errors: Vec<(String, EvalError)>,
+    /// Every rule's state after this evaluation, in config order.
+    pub status: Vec<crate::model::RuleStatus>,
 }
 
 pub struct Evaluator {
@@ -78,14 +80,37 @@ impl Evaluator {
                 RuleConfig::Change(r) => change::evaluate(r, store, at, metrics),
                 RuleConfig::Stale(r) => stale::evaluate(r, store, at, metrics),
             };
-            metrics.rule_evaluated(rule.name(), result.is_ok(), started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            metrics.rule_evaluated(rule.name(), result.is_ok(), seconds);
+            let mut status = crate::model::RuleStatus {
+                name: rule.name().to_string(),
+                health: "ok",
+                last_error: None,
+                last_evaluation: Some(at),
+                evaluation_seconds: seconds,
+                instances: Vec::new(),
+            };
             match result {
-                Ok(ts) => evaluation.transitions.extend(ts),
+                Ok(ts) => {
+                    status.instances = ts
+                        .iter()
+                        .map(|t| crate::model::InstanceStatus {
+                            labels: t.labels.clone(),
+                            outcome: t.outcome.as_str(),
+                            detail: t.outcome.detail().to_string(),
+                        })
+                        .collect();
+                    metrics.rule_outcomes(rule.name(), &status.instances);
+                    evaluation.transitions.extend(ts);
+                }
                 Err(e) => {
                     tracing::warn!(rule = rule.name(), error = %e, "Rule evaluation failed.");
+                    status.health = "error";
+                    status.last_error = Some(e.to_string());
                     evaluation.errors.push((rule.name().to_string(), e));
                 }
             }
+            evaluation.status.push(status);
         }
         evaluation
     }

@@ -93,6 +93,35 @@ async fn overspend_fires_once_and_resolves_once_with_signed_webhooks() {
         )
         .await;
 
+    // The API shows the firing alert with its explanation, and the rule's verdicts.
+    let alerts: serde_json::Value = reqwest::get(format!("{}/api/v1/alerts", daemon.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let active = alerts["data"]["alerts"].as_array().unwrap();
+    assert_eq!(active.len(), 1, "{alerts}");
+    assert_eq!(active[0]["state"], "firing");
+    assert!(
+        active[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("$5,000.00 budget"),
+        "{alerts}"
+    );
+    let rules: serde_json::Value = reqwest::get(format!("{}/api/v1/rules", daemon.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rule = &rules["data"]["rules"][0];
+    assert_eq!(rule["name"], "budget");
+    assert_eq!(rule["health"], "ok");
+    assert_eq!(rule["instances"][0]["outcome"], "breach", "{rules}");
+    assert!(rule["last_evaluation"].is_string());
+
     // Credit it back: one resolved notification.
     adjust(sim_addr, "020-1001", "-6000.00").await;
     eventually("resolved webhook", Duration::from_secs(30), || async {

@@ -50,6 +50,15 @@ interval = "1s"
 timeout = "2s"
 max_retries = 0
 
+# Waits: a few hours of traffic history are far from a 14-day baseline.
+[[rules]]
+[rules.ratio]
+name = "unit-cost"
+numerator = {{ source = "rs" }}
+denominator = {{ source = "prom", match = {{ series = "requests" }} }}
+window = "1h"
+baseline = {{ history = "14d" }}
+
 [[sources]]
 [sources.file]
 name = "csv"
@@ -125,6 +134,39 @@ async fn every_source_on_one_config() {
             )
             .await;
     }
+    daemon
+        .wait_metric(
+            "the ratio rule waiting",
+            &[
+                "spendwatch_rule_instances",
+                "rule=\"unit-cost\"",
+                "outcome=\"waiting\"",
+            ],
+            |v| v >= 1.0,
+        )
+        .await;
+    let rules: serde_json::Value = reqwest::get(format!("{}/api/v1/rules", daemon.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ratio = rules["data"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "unit-cost")
+        .cloned()
+        .unwrap();
+    let reason = ratio["instances"][0]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(ratio["instances"][0]["outcome"], "waiting", "{ratio}");
+    assert!(
+        reason.contains("learning the baseline") || reason.contains("not complete"),
+        "{reason}"
+    );
     let text = daemon.metrics().await;
     assert_eq!(
         metric_sum(&text, &["spendwatch_poll_errors_total"]),
