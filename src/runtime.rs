@@ -149,16 +149,15 @@ impl Runtime {
         )? {
             tracing::info!(rule = %event.alert.rule, fingerprint = %event.alert.fingerprint, "Resolved an alert of a removed rule.");
         }
-        tasks.spawn(evaluate_loop(
-            Evaluator::new(self.config.rules.clone()),
+        let evaluation = Evaluation {
+            evaluator: Evaluator::new(self.config.rules.clone()),
             alerting,
-            self.config.evaluation_interval,
-            shared.clone(),
+            interval: self.config.evaluation_interval,
             events,
             ready,
             status,
-            shutdown.clone(),
-        ));
+        };
+        tasks.spawn(evaluate_loop(evaluation, shared.clone(), shutdown.clone()));
 
         let dispatcher = Dispatcher::new(
             &self.config.receivers,
@@ -278,16 +277,26 @@ async fn poll_loop(
     }
 }
 
-async fn evaluate_loop(
+/// What the evaluation task owns.
+struct Evaluation {
     evaluator: Evaluator,
-    mut alerting: Alerting,
+    alerting: Alerting,
     interval: Duration,
-    shared: Arc<Shared>,
+    /// Alert changes, for the demo's printer.
     events: Option<mpsc::UnboundedSender<AlertEvent>>,
     ready: Arc<AtomicBool>,
     status: Arc<std::sync::RwLock<EvalView>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+}
+
+async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let Evaluation {
+        evaluator,
+        mut alerting,
+        interval,
+        events,
+        ready,
+        status,
+    } = task;
     let Shared {
         clock,
         store,
