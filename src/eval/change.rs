@@ -92,7 +92,7 @@ pub fn evaluate(
                 &group.account,
                 c,
                 current,
-                before,
+                &[before],
                 at,
             )?,
             None => Vec::new(),

@@ -99,7 +99,7 @@ pub fn evaluate(
             &spend.account,
             currency,
             current,
-            previous,
+            &[previous],
             at,
         )?;
         let facts = Facts {

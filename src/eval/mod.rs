@@ -178,49 +178,52 @@ pub(crate) fn breach_or_clear(
     t
 }
 
-/// Line items of `account` whose spend rose most from the `previous` to the `current`
-/// window, largest first (at most three).
+/// Line items of `account` whose spend in `current` rose most above their typical amount
+/// (the median over the `reference` windows with data), largest first (at most three).
 pub(crate) fn contributors(
     store: &dyn Store,
     selector: &Selector,
     account: &str,
     currency: &Currency,
     current: (jiff::Timestamp, jiff::Timestamp),
-    previous: (jiff::Timestamp, jiff::Timestamp),
+    reference: &[(jiff::Timestamp, jiff::Timestamp)],
     at: jiff::Timestamp,
 ) -> Result<Vec<Contributor>, EvalError> {
-    let span = current.1.duration_since(previous.0);
-    let groups = select::load_groups(
-        store,
-        selector,
-        &[account.to_string()],
-        previous.0 - span,
-        at,
-    )?;
+    let Some(earliest) = reference.iter().map(|w| w.0).min() else {
+        return Ok(Vec::new());
+    };
+    let span = current.1.duration_since(current.0);
+    let groups = select::load_groups(store, selector, &[account.to_string()], earliest - span, at)?;
     let mut rows = Vec::new();
     for group in groups
         .iter()
         .filter(|g| g.unit == Unit::Money(currency.clone()))
     {
-        let before = group.per_series(previous.0, previous.1);
-        for ((key, now), (_, then)) in group
-            .per_series(current.0, current.1)
-            .into_iter()
-            .zip(before)
-        {
-            // Unknown on either side: no claim about this item.
-            let (Some(now), Some(then)) = (now, then) else {
+        for series in &group.series {
+            let Some(now) = series.amount(current.0, current.1) else {
                 continue;
             };
-            let delta = now - then;
+            // Unknown windows make no claim; the median of the known ones is "typical".
+            let typical: Vec<f64> = reference
+                .iter()
+                .filter_map(|w| series.amount(w.0, w.1))
+                .filter_map(|d| rust_decimal::prelude::ToPrimitive::to_f64(&d))
+                .collect();
+            let Some(typical) = baseline::Baseline::learn(&typical).and_then(|b| {
+                <Decimal as rust_decimal::prelude::FromPrimitive>::from_f64(b.median)
+            }) else {
+                continue;
+            };
+            let delta: Decimal = now - typical;
             if delta <= Decimal::ZERO {
                 continue;
             }
-            let item = key
+            let item = series
+                .key
                 .labels
                 .get(crate::model::series::LABEL_ITEM)
                 .cloned()
-                .unwrap_or_else(|| key.to_string());
+                .unwrap_or_else(|| series.key.to_string());
             rows.push(Contributor {
                 item,
                 amount: explain::money(now.round_dp(2), currency),

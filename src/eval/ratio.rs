@@ -244,18 +244,23 @@ pub fn evaluate(
             Some(p) => (num.window_sum(p.0, p.1), den.window_sum(p.0, p.1)),
             None => (None, None),
         };
-        let top = match previous {
-            Some(p) => contributors(
-                store,
-                &rule.contributors,
-                &num.account,
-                currency,
-                current,
-                p,
-                at,
-            )?,
-            None => Vec::new(),
+        // Line items are compared with what they typically cost in the windows the
+        // expectation came from, not just the window before (which may share the incident).
+        let reference = match &rule.expectation {
+            Expectation::Baseline { seasonality, .. } => {
+                history_windows(&windows, current, *seasonality, offset)
+            }
+            Expectation::Band { .. } => previous.into_iter().collect(),
         };
+        let top = contributors(
+            store,
+            &rule.contributors,
+            &num.account,
+            currency,
+            current,
+            &reference,
+            at,
+        )?;
         let fmt_cost = |v: Decimal| explain::unit_cost(v, currency, rule.per, &unit);
         let facts = Facts {
             rule: rule.meta.name.clone(),
