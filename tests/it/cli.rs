@@ -216,10 +216,11 @@ fn demo_shows_an_alert_fire_and_resolve() {
     let out = run_cli(
         &[
             "demo",
+            // 25 s × 150,000 ≈ 43 simulated days: two billing periods, every incident once.
             "--duration",
-            "15s",
+            "25s",
             "--speed",
-            "250000",
+            "150000",
             "--listen",
             "127.0.0.1:0",
         ],
