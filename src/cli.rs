@@ -251,3 +251,66 @@ pub async fn demo(
     demo::run(listen, duration, speed, keep, termination()).await?;
     Ok(ExitCode::SUCCESS)
 }
+
+#[allow(clippy::too_many_arguments)]
+pub fn backtest(
+    path: &Path,
+    from_store: bool,
+    inputs: &[PathBuf],
+    output: Option<&Path>,
+    from: Option<jiff::Timestamp>,
+    to: Option<jiff::Timestamp>,
+    step: Option<Duration>,
+) -> anyhow::Result<ExitCode> {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return Ok(code),
+    };
+    let temp = tempfile::tempdir().context("creating a temp dir")?;
+    let store = if from_store {
+        crate::backtest::copy_store(&config.store_path, temp.path())?
+    } else {
+        crate::backtest::store_from_inputs(inputs, temp.path())?
+    };
+    let report = crate::backtest::run(&config, &store, from, to, step)?;
+    let mut out = String::new();
+    writeln!(
+        out,
+        "backtest {} .. {}, every {}: {} evaluations",
+        report.from,
+        report.to,
+        humantime::format_duration(Duration::from_secs(report.step_seconds)),
+        report.evaluations
+    )?;
+    for e in &report.events {
+        writeln!(
+            out,
+            "{}  {:<8} {:<8} {} {}\n                      {}",
+            e.at.strftime("%Y-%m-%d %H:%M UTC"),
+            e.change,
+            e.severity,
+            e.rule,
+            e.account,
+            e.summary
+        )?;
+    }
+    writeln!(out, "\nper rule:")?;
+    for (rule, s) in &report.rules {
+        writeln!(
+            out,
+            "  {rule}: {} fired, {} resolved, {} still firing, {} firing in total",
+            s.fired,
+            s.resolved,
+            s.still_firing,
+            humantime::format_duration(Duration::from_secs(
+                s.firing_seconds.max(0) as u64 / 60 * 60
+            ))
+        )?;
+    }
+    if let Some(path) = output {
+        crate::backtest::write_output(&report, path)?;
+        writeln!(out, "alert changes written to {}", path.display())?;
+    }
+    emit(&out)?;
+    Ok(ExitCode::SUCCESS)
+}

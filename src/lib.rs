@@ -4,6 +4,7 @@
 //! read-only view of all of them. The types crossing each seam live in [`model`].
 
 pub mod alerting;
+pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -38,6 +38,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replay stored or given history through the rules and show what would have fired.
+    Backtest {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Replay the history in the config's store (copied; the store is not changed).
+        #[arg(long, conflicts_with = "input", required_unless_present = "input")]
+        from_store: bool,
+        /// CSV files: series,timestamp,value,unit[,labels,period_start,period_end].
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Write the alert changes to this file (.csv, or .json for the whole report).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Start of the replay (RFC 3339); default: the oldest data.
+        #[arg(long)]
+        from: Option<jiff::Timestamp>,
+        /// End of the replay (RFC 3339); default: an hour after the newest data.
+        #[arg(long)]
+        to: Option<jiff::Timestamp>,
+        /// Time between evaluations; default: the config's evaluation interval.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        step: Option<Duration>,
+    },
     /// Run the billing-API simulator standalone.
     Sim {
         #[arg(long, default_value = "127.0.0.1:9751")]
@@ -67,7 +90,7 @@ fn main() -> ExitCode {
     cli::install_crypto_provider();
     // Commands that print their own results log only what they do not print.
     let default_filter = match args.command {
-        Command::Check { .. } | Command::PollOnce { .. } => "error",
+        Command::Check { .. } | Command::PollOnce { .. } | Command::Backtest { .. } => "error",
         Command::Demo { .. } => "warn",
         Command::Run { .. } | Command::Sim { .. } => "info",
     };
@@ -85,6 +108,23 @@ fn main() -> ExitCode {
             Command::Check { config } => cli::check(&config),
             Command::PollOnce { config, json } => cli::poll_once(&config, json).await,
             Command::Sim { listen, speed } => cli::sim(listen, speed).await,
+            Command::Backtest {
+                config,
+                from_store,
+                input,
+                output,
+                from,
+                to,
+                step,
+            } => cli::backtest(
+                &config,
+                from_store,
+                &input,
+                output.as_deref(),
+                from,
+                to,
+                step,
+            ),
             Command::Demo {
                 listen,
                 duration,

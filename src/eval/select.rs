@@ -128,6 +128,10 @@ pub fn load_groups(
         // value that started before it).
         let mut points: Vec<Point> = store.point_before(&meta.key, from)?.into_iter().collect();
         points.extend(store.points(&meta.key, from, to)?);
+        // Nothing is known after `to` (a backtest's store holds the future too).
+        for p in &mut points {
+            p.last_seen = p.last_seen.min(to).max(p.at);
+        }
         loaded
             .entry((meta.key.account.clone(), meta.unit.encode()))
             .or_default()

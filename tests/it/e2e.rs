@@ -41,7 +41,7 @@ fn assert_signed(hook: &ReceivedWebhook) {
 async fn overspend_fires_once_and_resolves_once_with_signed_webhooks() {
     let (sim, sim_addr) = start_sim().await;
     let config = write_config(sim_addr, ConfigOptions::default());
-    let daemon = Daemon::start(&config).await;
+    let mut daemon = Daemon::start(&config).await;
 
     // Spend is visible before anything happens, and below budget.
     let spend = daemon
@@ -217,6 +217,54 @@ async fn overspend_fires_once_and_resolves_once_with_signed_webhooks() {
         .unwrap_or(0.0)
             >= 1.0
     );
+
+    // The backtest replays the same history through the same rules: the same alert fires
+    // and resolves, in that order.
+    daemon.kill();
+    let report_path = config.dir.path().join("backtest.json");
+    let out = run_cli(
+        &[
+            "backtest",
+            "--config",
+            config.path.to_str().unwrap(),
+            "--from-store",
+            "--step",
+            "1s",
+            "--output",
+            report_path.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let replayed: Vec<(String, String)> = report["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["change"] != "PENDING")
+        .map(|e| {
+            (
+                e["change"].as_str().unwrap().to_string(),
+                e["fingerprint"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let fp = fired["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(
+        replayed,
+        vec![
+            ("FIRING".to_string(), fp.clone()),
+            ("RESOLVED".to_string(), fp)
+        ],
+        "{report}"
+    );
+    assert_eq!(report["rules"]["budget"]["fired"], 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
