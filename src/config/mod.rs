@@ -144,6 +144,8 @@ pub struct RawBudget {
     pub severity: Option<Severity>,
     /// Trailing window whose spend rate the forecast extrapolates.
     pub forecast_window: Option<String>,
+    /// `linear` (default) or `profile` (the daily profile of past periods).
+    pub forecast: Option<String>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
@@ -287,6 +289,14 @@ impl Basis {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastMethod {
+    /// The recent spend rate extrapolated to the period end.
+    Linear,
+    /// This period's spend so far scaled by the share past periods had reached by now.
+    Profile,
+}
+
 #[derive(Debug, Clone)]
 pub struct BudgetLevel {
     pub percent: Decimal,
@@ -304,6 +314,7 @@ pub struct BudgetRule {
     pub hold: Duration,
     pub keep_firing_for: Duration,
     pub forecast_window: Duration,
+    pub forecast: ForecastMethod,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
 }
@@ -743,6 +754,17 @@ fn validate_budget(
             b.forecast_window.as_deref(),
             Duration::from_secs(3 * 86_400),
         ),
+        forecast: match b.forecast.as_deref() {
+            None | Some("linear") => ForecastMethod::Linear,
+            Some("profile") => ForecastMethod::Profile,
+            Some(other) => {
+                c.error(
+                    format!("{path}.forecast"),
+                    format!("unknown forecast {other:?}: use \"linear\" or \"profile\""),
+                );
+                ForecastMethod::Linear
+            }
+        },
         labels: b.labels.clone(),
         annotations: b.annotations.clone(),
     }

@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
 use super::EvalError;
-use super::ptd::{Forecast, forecast_period_end};
-use crate::config::{Basis, BudgetLevel, BudgetRule};
+use super::ptd::{Forecast, forecast_by_profile, forecast_period_end};
+use crate::config::{Basis, BudgetLevel, BudgetRule, ForecastMethod};
 use crate::metrics::{BudgetSample, Metrics};
 use crate::model::series::SPEND_PTD as METRIC_TOTAL;
 use crate::model::{Finding, Money, Outcome, Point, Transition, Unit};
@@ -86,7 +86,18 @@ pub fn evaluate(
             }));
             continue;
         }
-        let forecast = forecast_period_end(&points, period, signed(rule.forecast_window));
+        let linear = || forecast_period_end(&points, period, signed(rule.forecast_window));
+        let forecast = match rule.forecast {
+            ForecastMethod::Linear => linear(),
+            // The profile needs a past period; until then say the forecast is linear.
+            ForecastMethod::Profile => forecast_by_profile(&points, period, latest).or_else(|| {
+                linear().map(|mut f| {
+                    f.method
+                        .push_str(" (no complete past period for a profile yet)");
+                    f
+                })
+            }),
+        };
         let budget = rule.budget.amount.to_f64().unwrap_or(f64::NAN);
         metrics.budget_evaluated(&BudgetSample {
             rule: &rule.name,
@@ -187,16 +198,16 @@ fn judge(
             let Some(f) = forecast else {
                 return waiting(t, at, "too little data in this billing period to forecast");
             };
-            let hours = f.window.as_secs() / 3600;
             let s = format!(
                 "Account {account}: forecast spend by {period_end_text} is {} — {} of the {budget_text} budget ({}% level, {}); \
-                 {} spent so far, {}/day over the last {hours}h (linear forecast)",
+                 {} spent so far, {}/day ({})",
                 money(f.value),
                 percent_of(f.value, rule.budget.amount),
                 level.percent,
                 money(threshold),
                 money(latest.value),
                 money(f.rate_per_day),
+                f.method,
             );
             (f.value, s)
         }
@@ -245,6 +256,7 @@ mod tests {
             hold: Duration::ZERO,
             keep_firing_for: Duration::ZERO,
             forecast_window: Duration::from_secs(3 * 86_400),
+            forecast: ForecastMethod::Linear,
             labels: BTreeMap::new(),
             annotations: BTreeMap::new(),
         }

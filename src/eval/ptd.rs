@@ -88,6 +88,8 @@ pub struct Forecast {
     pub rate_per_day: Decimal,
     /// The trailing window the rate was taken over (may be shorter than asked early in a period).
     pub window: SignedDuration,
+    /// How it was made, for the alert text: "linear: $115.82/day over the last 72h", …
+    pub method: String,
 }
 
 /// Linear forecast to the end of `period`: the latest value plus the recent spend rate
@@ -121,10 +123,98 @@ pub fn forecast_period_end(
     let remaining = period.end.duration_since(latest.at).as_secs_f64().max(0.0);
     let rate_dec = Decimal::from_f64(rate)?;
     let value = latest.value + Decimal::from_f64(rate * remaining)?;
+    let rate_per_day = (rate_dec * Decimal::from(86_400)).round_dp(2);
     Some(Forecast {
         value: value.round_dp(2),
-        rate_per_day: (rate_dec * Decimal::from(86_400)).round_dp(2),
+        rate_per_day,
         window: effective,
+        method: format!("linear over the last {}h", effective.as_secs() / 3600),
+    })
+}
+
+/// Cumulative value of a period-to-date run at `t`, interpolated between points (from 0 at
+/// the period start).
+fn value_at(points: &[&Point], period: Period, t: Timestamp) -> Option<f64> {
+    let mut prev = (period.start, 0.0);
+    for p in points {
+        let v = p.value.to_f64()?;
+        if p.at >= t {
+            let span = p.at.duration_since(prev.0).as_secs_f64();
+            let done = t.duration_since(prev.0).as_secs_f64();
+            return Some(if span <= 0.0 {
+                v
+            } else {
+                prev.1 + (v - prev.1) * done / span
+            });
+        }
+        prev = (p.last_seen.max(p.at), v);
+    }
+    None
+}
+
+/// Forecast from the daily profile of past periods: the share of a period's spend that past
+/// periods had reached at the same point of the period (their median), applied to this
+/// period's spend so far. `None` without a complete past period or very early in a period.
+pub fn forecast_by_profile(points: &[Point], period: Period, latest: &Point) -> Option<Forecast> {
+    let length = period.length_seconds();
+    let fraction = latest.at.duration_since(period.start).as_secs_f64() / length;
+    if !(0.03..1.0).contains(&fraction) {
+        return None;
+    }
+    let mut past: std::collections::BTreeMap<Timestamp, (Period, Vec<&Point>)> =
+        std::collections::BTreeMap::new();
+    for p in points {
+        if let Some(pp) = p.period
+            && pp.end <= period.start
+        {
+            past.entry(pp.start)
+                .or_insert_with(|| (pp, Vec::new()))
+                .1
+                .push(p);
+        }
+    }
+    let mut shares = Vec::new();
+    for (pp, pts) in past.values() {
+        let last = pts.last()?;
+        // Only periods seen to (nearly) their end say what the whole period came to.
+        let complete = pp
+            .end
+            .duration_since(last.last_seen.max(last.at))
+            .as_secs_f64()
+            < pp.length_seconds() * 0.05;
+        let total = last.value.to_f64()?;
+        if !complete || total <= 0.0 {
+            continue;
+        }
+        let t = pp.start + SignedDuration::from_secs_f64(fraction * pp.length_seconds());
+        if let Some(v) = value_at(pts, *pp, t) {
+            shares.push(v / total);
+        }
+    }
+    if shares.is_empty() {
+        return None;
+    }
+    let share = statrs::statistics::Median::median(&statrs::statistics::Data::new(shares.clone()));
+    if share < 0.01 {
+        return None;
+    }
+    let value = Decimal::from_f64(latest.value.to_f64()? / share)?.round_dp(2);
+    let days_left = period.end.duration_since(latest.at).as_secs_f64() / 86_400.0;
+    let rate_per_day = if days_left > 0.0 {
+        Decimal::from_f64((value - latest.value).to_f64()? / days_left)?.round_dp(2)
+    } else {
+        Decimal::ZERO
+    };
+    Some(Forecast {
+        value,
+        rate_per_day,
+        window: SignedDuration::ZERO,
+        method: format!(
+            "daily profile of {} past period{}: {:.0} % of a period's spend by this point",
+            shares.len(),
+            if shares.len() == 1 { "" } else { "s" },
+            share * 100.0
+        ),
     })
 }
 
@@ -243,6 +333,41 @@ mod tests {
         let steady =
             forecast_period_end(&points[..10], nov, SignedDuration::from_hours(72)).unwrap();
         assert_eq!(steady.value, Decimal::from(800 + 80 * 20));
+    }
+
+    #[test]
+    fn profile_forecast_learns_front_loaded_periods() {
+        // October: half the month's 3,000 spent in its first 3 days, then flat 50/day.
+        let oct = period("2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z");
+        let nov = period("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let mut points = vec![pt("2026-10-04T00:00:00Z", "1500", oct)];
+        for d in 5..=31 {
+            points.push(pt(
+                &format!("2026-10-{d:02}T00:00:00Z"),
+                &(1500 + 50 * (d - 4)).to_string(),
+                oct,
+            ));
+        }
+        points.push(pt("2026-11-01T00:00:00Z", "3000", oct));
+        // November so far looks the same: 1,500 after three days.
+        points.push(pt("2026-11-04T00:00:00Z", "1500", nov));
+        let latest = points.last().unwrap().clone();
+        let profile = forecast_by_profile(&points, nov, &latest).unwrap();
+        assert!(
+            (profile.value - Decimal::from(3000)).abs() < Decimal::from(120),
+            "{}",
+            profile.value
+        );
+        assert!(
+            profile.method.contains("1 past period"),
+            "{}",
+            profile.method
+        );
+        // Linear extrapolation of the first three days would say 15,000.
+        let linear = forecast_period_end(&points, nov, SignedDuration::from_hours(72)).unwrap();
+        assert!(linear.value > Decimal::from(14_000), "{}", linear.value);
+        // Without a past period there is no profile.
+        assert!(forecast_by_profile(&points[points.len() - 1..], nov, &latest).is_none());
     }
 
     #[test]
