@@ -54,6 +54,8 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT
      );
      CREATE INDEX outbox_due ON outbox (delivered_ms, next_attempt_ms);",
+    // 2: rules read one account's series at a time
+    "CREATE INDEX series_by_account_metric ON series (account, metric);",
 ];
 
 struct Inner {
@@ -283,12 +285,28 @@ impl Store for SqliteStore {
 
     fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<SeriesMeta>, StoreError> {
         let inner = self.lock()?;
-        let mut stmt = inner.conn.prepare_cached(
-            "SELECT source, account, metric, labels, kind, unit FROM series
-             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR metric = ?2)
-             ORDER BY canonical",
-        )?;
-        let rows = stmt.query_map(params![filter.source, filter.metric], |r| {
+        // Only the conditions given, so SQLite can use the (account, metric) and
+        // (source, metric) indexes instead of scanning every series.
+        let mut sql =
+            String::from("SELECT source, account, metric, labels, kind, unit FROM series WHERE 1");
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        if let Some(source) = &filter.source {
+            sql.push_str(" AND source = ?");
+            args.push(source);
+        }
+        if let Some(metric) = &filter.metric {
+            sql.push_str(" AND metric = ?");
+            args.push(metric);
+        }
+        if !filter.accounts.is_empty() {
+            sql.push_str(" AND account IN (");
+            sql.push_str(&vec!["?"; filter.accounts.len()].join(","));
+            sql.push(')');
+            args.extend(filter.accounts.iter().map(|a| a as &dyn rusqlite::ToSql));
+        }
+        sql.push_str(" ORDER BY canonical");
+        let mut stmt = inner.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(args.as_slice(), |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -301,9 +319,6 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (source, account, metric, labels, kind, unit) = row?;
-            if !filter.accounts.is_empty() && !filter.accounts.contains(&account) {
-                continue;
-            }
             let labels: BTreeMap<String, String> = serde_json::from_str(&labels)
                 .map_err(|e| corrupt("series", format!("labels: {e}")))?;
             out.push(SeriesMeta {
