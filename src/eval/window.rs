@@ -278,6 +278,91 @@ mod tests {
         );
     }
 
+    /// Property: for any instant, size and offset, windows are contiguous, of the given size,
+    /// aligned (end − offset is a multiple of the size), complete (end ≤ now) and the last
+    /// one is the newest such window.
+    #[test]
+    fn windows_are_contiguous_aligned_and_complete() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let now =
+                Timestamp::from_second(1_700_000_000 + (next() % 100_000_000) as i64).unwrap();
+            let size =
+                SignedDuration::from_mins([15, 60, 360, 1440, 10_080][(next() % 5) as usize]);
+            let offset = SignedDuration::from_mins((next() % 1440) as i64 - 720);
+            let count = 1 + (next() % 10) as usize;
+            let ws = aligned_windows(now, size, offset, count);
+            assert_eq!(ws.len(), count);
+            for (i, (s, e)) in ws.iter().enumerate() {
+                assert_eq!(e.duration_since(*s), size);
+                assert_eq!(
+                    (e.as_second() + offset.as_secs()).rem_euclid(size.as_secs()),
+                    0
+                );
+                assert!(*e <= now);
+                if i > 0 {
+                    assert_eq!(ws[i - 1].1, *s, "contiguous");
+                }
+            }
+            let last_end = ws[count - 1].1;
+            assert!(
+                now.duration_since(last_end) < size,
+                "no newer complete window exists"
+            );
+        }
+    }
+
+    /// Property: windows that tile a period sum to what the period-to-date series says,
+    /// however the points fall.
+    #[test]
+    fn windows_tile_period_to_date_spend() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..100 {
+            let mut t = ts("2026-11-01T00:00:00Z");
+            let mut value = 0i64;
+            let mut points = Vec::new();
+            while t < ts("2026-11-20T00:00:00Z") {
+                t += SignedDuration::from_mins(30 + (next() % 600) as i64);
+                value += (next() % 50) as i64;
+                points.push(ptd(&t.to_string(), value, nov()));
+            }
+            let spans = spans(ObservationKind::PeriodToDate, &points);
+            let days = aligned_windows(
+                ts("2026-11-19T00:00:00Z"),
+                SignedDuration::from_hours(24),
+                SignedDuration::ZERO,
+                18,
+            );
+            let total: Decimal = days
+                .iter()
+                .map(|(s, e)| window_amount(&spans, *s, *e).unwrap().amount)
+                .sum();
+            let expected = crate::eval::window::window_amount(
+                &spans,
+                ts("2026-11-01T00:00:00Z"),
+                ts("2026-11-19T00:00:00Z"),
+            )
+            .unwrap()
+            .amount;
+            assert!(
+                (total - expected).abs() < Decimal::new(1, 3),
+                "{total} vs {expected}"
+            );
+        }
+    }
+
     #[test]
     fn a_period_reset_inside_a_window_is_not_negative() {
         let dec = Period {
