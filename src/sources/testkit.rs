@@ -9,6 +9,18 @@ use super::{BillingSource, PollErrorKind};
 use crate::model::{Clock, Observation};
 use crate::sim::{self, FaultKind, FaultRequest, Sim};
 
+/// The fault matrix every source that cannot re-authenticate by itself answers the same way.
+pub const STANDARD_FAULTS: &[(FaultKind, PollErrorKind)] = &[
+    (FaultKind::Malformed, PollErrorKind::Malformed),
+    (FaultKind::Truncated, PollErrorKind::Malformed),
+    (FaultKind::Html, PollErrorKind::NotJson),
+    (FaultKind::Status401, PollErrorKind::Auth),
+    (FaultKind::Status429, PollErrorKind::RateLimited),
+    (FaultKind::Status500, PollErrorKind::Server),
+    (FaultKind::Status503, PollErrorKind::Server),
+    (FaultKind::Timeout, PollErrorKind::Timeout),
+];
+
 /// The simulator with the demo world on a free loopback port, on the real clock.
 pub async fn start_sim() -> (Sim, SocketAddr) {
     crate::ensure_crypto_provider();

@@ -9,10 +9,9 @@ use rust_decimal::prelude::ToPrimitive;
 use super::PrometheusClient;
 use super::config::{PrometheusSettings, QuerySettings};
 use crate::model::series::TRAFFIC;
-use crate::sim::FaultKind;
 use crate::sources::BillingSource;
 use crate::sources::http::{HttpPolicy, PollErrorKind};
-use crate::sources::testkit::{assert_fault_matrix, poll_ok, start_sim};
+use crate::sources::testkit::{STANDARD_FAULTS, assert_fault_matrix, poll_ok, start_sim};
 
 fn client(addr: SocketAddr, query: &str) -> PrometheusClient {
     PrometheusClient::new(PrometheusSettings {
@@ -85,16 +84,7 @@ async fn fault_matrix() {
         &sim,
         "prometheus",
         "requests",
-        &[
-            (FaultKind::Malformed, PollErrorKind::Malformed),
-            (FaultKind::Truncated, PollErrorKind::Malformed),
-            (FaultKind::Html, PollErrorKind::NotJson),
-            (FaultKind::Status401, PollErrorKind::Auth),
-            (FaultKind::Status429, PollErrorKind::RateLimited),
-            (FaultKind::Status500, PollErrorKind::Server),
-            (FaultKind::Status503, PollErrorKind::Server),
-            (FaultKind::Timeout, PollErrorKind::Timeout),
-        ],
+        STANDARD_FAULTS,
     )
     .await;
 }

@@ -28,7 +28,7 @@ use crate::sim::world::Api;
 use crate::sim::{self, FaultKind, FaultRequest, Sim};
 use crate::sources::BillingSource;
 use crate::sources::http::{Fetched, HttpPolicy, PollErrorKind};
-use crate::sources::testkit::{assert_fault_matrix, poll_ok, start_sim};
+use crate::sources::testkit::{STANDARD_FAULTS, assert_fault_matrix, poll_ok, start_sim};
 
 const CUSTOMERS: usize = 3;
 const PERIODS: usize = sim::racknap::CLOSED_PERIODS;
@@ -252,23 +252,7 @@ async fn transient_faults_are_retried_within_the_poll() {
 async fn fault_matrix() {
     let (sim, addr) = start_sim().await;
     let source = client(addr, sim::DEFAULT_API_KEY, 4, 1);
-    assert_fault_matrix(
-        &source,
-        &sim,
-        "racknap",
-        "all",
-        &[
-            (FaultKind::Malformed, PollErrorKind::Malformed),
-            (FaultKind::Truncated, PollErrorKind::Malformed),
-            (FaultKind::Html, PollErrorKind::NotJson),
-            (FaultKind::Status401, PollErrorKind::Auth),
-            (FaultKind::Status429, PollErrorKind::RateLimited),
-            (FaultKind::Status500, PollErrorKind::Server),
-            (FaultKind::Status503, PollErrorKind::Server),
-            (FaultKind::Timeout, PollErrorKind::Timeout),
-        ],
-    )
-    .await;
+    assert_fault_matrix(&source, &sim, "racknap", "all", STANDARD_FAULTS).await;
 }
 
 #[tokio::test]

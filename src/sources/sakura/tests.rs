@@ -23,7 +23,7 @@ use crate::sim::sakura::{DEMO_ACCESS_TOKEN, DEMO_ACCESS_TOKEN_SECRET, SimBill, b
 use crate::sim::world::{Api, SimAccount, demo_world};
 use crate::sim::{FaultKind, FaultRequest, Sim};
 use crate::sources::http::{HttpPolicy, PollErrorKind};
-use crate::sources::testkit::{assert_fault_matrix, poll_ok, start_sim};
+use crate::sources::testkit::{STANDARD_FAULTS, assert_fault_matrix, poll_ok, start_sim};
 use crate::sources::{BillingSource, PollError};
 
 const ACCOUNT: &str = "000000526782";
@@ -393,23 +393,7 @@ async fn fault_matrix() {
         },
     );
     poll_ok(&source, "self").await;
-    assert_fault_matrix(
-        &source,
-        &sim,
-        "sakura",
-        "self",
-        &[
-            (FaultKind::Malformed, PollErrorKind::Malformed),
-            (FaultKind::Truncated, PollErrorKind::Malformed),
-            (FaultKind::Html, PollErrorKind::NotJson),
-            (FaultKind::Status401, PollErrorKind::Auth),
-            (FaultKind::Status429, PollErrorKind::RateLimited),
-            (FaultKind::Status500, PollErrorKind::Server),
-            (FaultKind::Status503, PollErrorKind::Server),
-            (FaultKind::Timeout, PollErrorKind::Timeout),
-        ],
-    )
-    .await;
+    assert_fault_matrix(&source, &sim, "sakura", "self", STANDARD_FAULTS).await;
 }
 
 #[tokio::test]

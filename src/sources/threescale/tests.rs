@@ -22,7 +22,7 @@ use crate::sim::world::{Api, SimAccount, demo_world};
 use crate::sim::{FaultKind, FaultRequest, Sim};
 use crate::sources::BillingSource;
 use crate::sources::http::{HttpPolicy, PollErrorKind};
-use crate::sources::testkit::{assert_fault_matrix, start_sim};
+use crate::sources::testkit::{STANDARD_FAULTS, assert_fault_matrix, start_sim};
 
 const USD_BUYER: &str = "2445580101";
 const EUR_BUYER: &str = "2445580102";
@@ -461,23 +461,7 @@ async fn fault_matrix() {
     let mut s = settings(addr);
     s.per_page = 1;
     let source = client(s);
-    assert_fault_matrix(
-        &source,
-        &sim,
-        "threescale",
-        "all",
-        &[
-            (FaultKind::Malformed, PollErrorKind::Malformed),
-            (FaultKind::Truncated, PollErrorKind::Malformed),
-            (FaultKind::Html, PollErrorKind::NotJson),
-            (FaultKind::Status401, PollErrorKind::Auth),
-            (FaultKind::Status429, PollErrorKind::RateLimited),
-            (FaultKind::Status500, PollErrorKind::Server),
-            (FaultKind::Status503, PollErrorKind::Server),
-            (FaultKind::Timeout, PollErrorKind::Timeout),
-        ],
-    )
-    .await;
+    assert_fault_matrix(&source, &sim, "threescale", "all", STANDARD_FAULTS).await;
 }
 
 /// EmptyPeriod: the running month's open invoice does not exist yet. That is "no data
