@@ -213,6 +213,7 @@ async fn secrets_never_appear_in_any_output() {
 
 #[test]
 fn demo_shows_an_alert_fire_and_resolve() {
+    let kept = tempfile::tempdir().unwrap();
     let out = run_cli(
         &[
             "demo",
@@ -223,6 +224,8 @@ fn demo_shows_an_alert_fire_and_resolve() {
             "150000",
             "--listen",
             "127.0.0.1:0",
+            "--keep",
+            kept.path().to_str().unwrap(),
         ],
         &[],
         None,
@@ -275,4 +278,57 @@ fn demo_shows_an_alert_fire_and_resolve() {
         summary.contains(&format!("({delivered} with a valid signature)")),
         "{summary}"
     );
+
+    // Replaying the demo's store gives the traffic-relative alert the live run gave: the
+    // same rule and account, firing and resolving within a day of the live times.
+    let config = kept.path().join("spendwatch.toml");
+    let report_path = kept.path().join("backtest.json");
+    let out = run_cli(
+        &[
+            "backtest",
+            "--config",
+            config.to_str().unwrap(),
+            "--from-store",
+            "--step",
+            "1h",
+            "--output",
+            report_path.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report_path).unwrap()).unwrap();
+    let live_time = |change: &str| -> jiff::Timestamp {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!(" {change} ")) && l.contains("sakura-unit-cost"))
+            .unwrap_or_default();
+        let stamp = line.get(..16).unwrap_or_default().replace(' ', "T");
+        format!("{stamp}:00Z")
+            .parse()
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let replay_time = |change: &str| -> jiff::Timestamp {
+        let event = report["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["change"] == change && e["rule"] == "sakura-unit-cost")
+            .unwrap_or_else(|| panic!("no {change} in the replay: {report}"));
+        event["at"].as_str().unwrap().parse().unwrap()
+    };
+    for change in ["FIRING", "RESOLVED"] {
+        let (live, replay) = (live_time(change), replay_time(change));
+        let apart = live.duration_since(replay).abs();
+        assert!(
+            apart <= jiff::SignedDuration::from_hours(24),
+            "{change}: live {live}, replay {replay}"
+        );
+    }
 }
