@@ -174,6 +174,9 @@ pub struct ChangeRule {
     pub meta: RuleMeta,
     pub series: Selector,
     pub contributors: Selector,
+    /// `window = "period"`: billing period against the one before (period totals as they
+    /// are; a period in progress against the same share of the previous one).
+    pub per_billing_period: bool,
     pub window: Duration,
     pub window_offset: Duration,
     pub compare_to: CompareTo,
@@ -629,7 +632,11 @@ impl RawChange {
             ),
             series,
             meta,
-            window: window(&format!("{path}.window"), self.window.as_deref(), c),
+            per_billing_period: self.window.as_deref() == Some("period"),
+            window: match self.window.as_deref() {
+                Some("period") => Duration::from_secs(86_400),
+                other => window(&format!("{path}.window"), other, c),
+            },
             window_offset: c.duration(
                 &format!("{path}.window_offset"),
                 self.window_offset.as_deref(),

@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use rust_decimal::Decimal;
 
 use super::explain::{self, Facts};
-use super::select::{coverage_hint, load_groups};
+use super::select::{Group, coverage_hint, load_groups};
 use super::window::aligned_windows;
 use super::{EvalError, base_transition, breach_or_clear, contributors, signed, waiting};
 use crate::config::rules::{ChangeRule, CompareTo};
@@ -46,19 +46,34 @@ pub fn evaluate(
         CompareTo::WeekAgo => SignedDuration::from_hours(24 * 7),
     };
     let before = (current.0 - back, current.1 - back);
-    let groups = load_groups(
-        store,
-        &rule.series,
-        &rule.meta.accounts,
-        before.0 - window,
-        at,
-    )?;
+    // Per billing period, read far enough back for the previous period too.
+    let from = if rule.per_billing_period {
+        at - SignedDuration::from_hours(24 * 70)
+    } else {
+        before.0 - window
+    };
+    let groups = load_groups(store, &rule.series, &rule.meta.accounts, from, at)?;
     let mut out = Vec::new();
     for group in &groups {
         let mut t = base_transition(&rule.meta, "change", &group.account);
         if let Some(c) = group.unit.currency() {
             t.labels.insert("currency".into(), c.to_string());
         }
+        let (current, before) = if rule.per_billing_period {
+            match period_windows(group, at) {
+                Some(w) => w,
+                None => {
+                    out.push(waiting(
+                        t,
+                        at,
+                        "no previous billing period to compare with yet",
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            (current, before)
+        };
         t.data_time = current.1;
         let (Some(now), Some(then)) = (
             group.window_sum(current.0, current.1),
@@ -97,11 +112,15 @@ pub fn evaluate(
             )?,
             None => Vec::new(),
         };
-        let against = match rule.compare_to {
-            CompareTo::Previous => {
-                format!("the previous {} window", explain::window_name(rule.window))
-            }
-            CompareTo::WeekAgo => "the same window a week earlier".to_string(),
+        let window_text = if rule.per_billing_period {
+            "billing period".to_string()
+        } else {
+            explain::window_name(rule.window)
+        };
+        let against = match (rule.per_billing_period, rule.compare_to) {
+            (true, _) => "the same part of the previous billing period".to_string(),
+            (false, CompareTo::Previous) => format!("the previous {window_text} window"),
+            (false, CompareTo::WeekAgo) => "the same window a week earlier".to_string(),
         };
         let facts = Facts {
             rule: rule.meta.name.clone(),
@@ -121,7 +140,7 @@ pub fn evaluate(
             "Account {}: {} in the {} window ending {} against {} in {against} ({}, {})",
             group.account,
             facts.value,
-            explain::window_name(rule.window),
+            window_text,
             current.1,
             facts.expected,
             facts.spend_change,
@@ -143,4 +162,30 @@ pub fn evaluate(
         ));
     }
     Ok(out)
+}
+
+/// For `window = "period"`: the latest billing period against the one before. A closed
+/// latest period compares whole; one in progress compares its elapsed part with the same
+/// share of the previous period.
+fn period_windows(
+    group: &Group,
+    at: Timestamp,
+) -> Option<((Timestamp, Timestamp), (Timestamp, Timestamp))> {
+    let (latest, previous) = group.last_two_periods(at)?;
+    if latest.end <= at {
+        return Some(((latest.start, latest.end), (previous.start, previous.end)));
+    }
+    let newest = group
+        .series
+        .iter()
+        .flat_map(|s| s.spans.iter().map(|i| i.to))
+        .filter(|t| *t <= at)
+        .max()?;
+    let fraction = newest.duration_since(latest.start).as_secs_f64() / latest.length_seconds();
+    if fraction <= 0.0 {
+        return None;
+    }
+    let same_share =
+        previous.start + SignedDuration::from_secs_f64(fraction * previous.length_seconds());
+    Some(((latest.start, newest), (previous.start, same_share)))
 }

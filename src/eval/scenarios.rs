@@ -504,6 +504,7 @@ fn change_rule(min_impact: i64) -> crate::config::rules::ChangeRule {
         meta: meta("change"),
         series: r.numerator,
         contributors: r.contributors,
+        per_billing_period: false,
         window: Duration::from_secs(86_400),
         window_offset: Duration::ZERO,
         compare_to: crate::config::rules::CompareTo::Previous,
@@ -653,5 +654,71 @@ fn stale_data_alerts_after_the_expected_lag() {
             .contains("No new data from sim for account a since 2026-11-11T00:00:00Z (2days"),
         "{}",
         f.summary
+    );
+}
+
+#[test]
+fn change_per_billing_period_compares_invoices() {
+    use crate::model::Period;
+    let store = SqliteStore::open_in_memory().unwrap();
+    let usd = Currency::new("USD").unwrap();
+    let month = |m: i8| Period {
+        start: jiff::civil::date(2026, m, 1)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp(),
+        end: jiff::civil::date(2026, m + 1, 1)
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .unwrap()
+            .timestamp(),
+    };
+    let invoice = |account: &str, m: i8, amount: &str| Observation {
+        key: SeriesKey::new("racknap", account, crate::model::series::SPEND_TOTAL)
+            .with_label(LABEL_CURRENCY, "USD"),
+        at: month(m).end,
+        period: Some(month(m)),
+        value: amount.parse().unwrap(),
+        kind: ObservationKind::PeriodTotal,
+        unit: Unit::Money(usd.clone()),
+    };
+    store
+        .put_observations(&[
+            invoice("big", 9, "1000"),
+            invoice("big", 10, "1000"),
+            invoice("big", 11, "2500"),
+            invoice("tiny", 10, "0.20"),
+            invoice("tiny", 11, "0.80"),
+        ])
+        .unwrap();
+    let mut r = change_rule(100);
+    r.per_billing_period = true;
+    r.series = Selector {
+        source: Some("racknap".into()),
+        series: crate::model::series::SPEND_TOTAL.into(),
+        matchers: BTreeMap::new(),
+    };
+    let evaluation = super::Evaluator::new(vec![crate::config::RuleConfig::Change(r)]).evaluate(
+        &store,
+        ts("2026-12-05T00:00:00Z"),
+        &Metrics::new(),
+    );
+    assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
+    let by_account: BTreeMap<String, &Transition> = evaluation
+        .transitions
+        .iter()
+        .map(|t| (t.labels["account"].clone(), t))
+        .collect();
+    let Outcome::Breach(f) = &by_account["big"].outcome else {
+        panic!("expected a breach: {}", summary(by_account["big"]));
+    };
+    assert!(
+        f.summary.contains("$2,500.00 in the billing period") && f.summary.contains("+150 %"),
+        "{}",
+        f.summary
+    );
+    assert!(
+        matches!(by_account["tiny"].outcome, Outcome::Clear(_)),
+        "+300 % but +$0.60: {}",
+        summary(by_account["tiny"])
     );
 }

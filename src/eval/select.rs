@@ -18,6 +18,8 @@ pub struct SeriesSpans {
     pub key: SeriesKey,
     pub unit: Unit,
     pub spans: Vec<Increment>,
+    /// The billing periods its points belong to, oldest first.
+    pub periods: Vec<crate::model::Period>,
 }
 
 impl SeriesSpans {
@@ -49,6 +51,23 @@ pub struct Group {
 }
 
 impl Group {
+    /// The newest billing period of the group that has started by `at`, and the one before it.
+    pub fn last_two_periods(
+        &self,
+        at: Timestamp,
+    ) -> Option<(crate::model::Period, crate::model::Period)> {
+        let mut all: Vec<crate::model::Period> = self
+            .series
+            .iter()
+            .flat_map(|s| s.periods.iter().copied())
+            .collect();
+        all.sort_by_key(|p| p.start);
+        all.dedup();
+        let latest = *all.iter().rev().find(|p| p.start <= at)?;
+        let previous = *all.iter().rev().find(|p| p.end <= latest.start)?;
+        Some((latest, previous))
+    }
+
     /// Sum over the group for `[start, end)`. A series whose data starts after the window
     /// did not exist yet and adds nothing; one with a gap in the window makes the sum unknown.
     pub fn window_sum(&self, start: Timestamp, end: Timestamp) -> Option<Decimal> {
@@ -150,7 +169,11 @@ pub fn load_groups(
                 .into_iter()
                 .map(|(meta, mut points)| {
                     anchor_newcomer(meta.kind, &mut points, &times);
+                    let mut periods: Vec<crate::model::Period> =
+                        points.iter().filter_map(|p| p.period).collect();
+                    periods.dedup();
                     SeriesSpans {
+                        periods,
                         spans: spans(meta.kind, &points),
                         key: meta.key,
                         unit: meta.unit,
