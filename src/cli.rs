@@ -314,3 +314,27 @@ pub fn backtest(
     emit(&out)?;
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn detect(
+    detector: &str,
+    params: &[(String, String)],
+    input: &Path,
+    output: Option<&Path>,
+    threshold: f64,
+) -> anyhow::Result<ExitCode> {
+    let samples = crate::detect::read_series(input)?;
+    let mut buffer = Vec::new();
+    let alerts = crate::detect::run(detector, params, threshold, &samples, &mut buffer)?;
+    match output {
+        Some(path) => {
+            std::fs::write(path, &buffer).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "{} points, {alerts} alerting; written to {}",
+                samples.len(),
+                path.display()
+            );
+        }
+        None => emit(&String::from_utf8_lossy(&buffer))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

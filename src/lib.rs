@@ -8,6 +8,7 @@ pub mod backtest;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod eval;
 pub mod metrics;
 pub mod model;

@@ -61,6 +61,23 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         step: Option<Duration>,
     },
+    /// Run one anomaly detector over one series (CSV `timestamp,value`).
+    Detect {
+        /// robust_z, ewma, seasonal, student_t or cusum.
+        #[arg(long)]
+        detector: String,
+        /// Detector parameters, e.g. `--param window=72`.
+        #[arg(long = "param", value_parser = parse_param)]
+        params: Vec<(String, String)>,
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write `timestamp,value,expected,lower,upper,score,alert`; default stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Score at or above which a point alerts.
+        #[arg(long, default_value_t = 0.999)]
+        threshold: f64,
+    },
     /// Run the billing-API simulator standalone.
     Sim {
         #[arg(long, default_value = "127.0.0.1:9751")]
@@ -85,12 +102,21 @@ enum Command {
     },
 }
 
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .ok_or_else(|| format!("expected name=value, got {text:?}"))
+}
+
 fn main() -> ExitCode {
     let args = Cli::parse();
     cli::install_crypto_provider();
     // Commands that print their own results log only what they do not print.
     let default_filter = match args.command {
-        Command::Check { .. } | Command::PollOnce { .. } | Command::Backtest { .. } => "error",
+        Command::Check { .. }
+        | Command::PollOnce { .. }
+        | Command::Backtest { .. }
+        | Command::Detect { .. } => "error",
         Command::Demo { .. } => "warn",
         Command::Run { .. } | Command::Sim { .. } => "info",
     };
@@ -108,6 +134,13 @@ fn main() -> ExitCode {
             Command::Check { config } => cli::check(&config),
             Command::PollOnce { config, json } => cli::poll_once(&config, json).await,
             Command::Sim { listen, speed } => cli::sim(listen, speed).await,
+            Command::Detect {
+                detector,
+                params,
+                input,
+                output,
+                threshold,
+            } => cli::detect(&detector, &params, &input, output.as_deref(), threshold),
             Command::Backtest {
                 config,
                 from_store,

@@ -4,6 +4,7 @@
 pub mod baseline;
 pub mod budget;
 pub mod change;
+pub mod detectors;
 pub mod divergence;
 pub mod explain;
 pub mod ptd;

@@ -332,3 +332,77 @@ fn demo_shows_an_alert_fire_and_resolve() {
         );
     }
 }
+
+#[test]
+fn detect_writes_a_judgement_per_point_and_names_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("series.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..120 {
+        // An irregular hourly series with one spike; three time formats mixed.
+        let t = 1_795_600_800 + i * 3600 + (i % 5) * 60;
+        let v = 50.0 + (i % 7) as f64 + if i == 100 { 400.0 } else { 0.0 };
+        let stamp = match i % 3 {
+            0 => t.to_string(),
+            1 => jiff::Timestamp::from_second(t).unwrap().to_string(),
+            _ => jiff::Timestamp::from_second(t)
+                .unwrap()
+                .strftime("%Y-%m-%d %H:%M:%S")
+                .to_string(),
+        };
+        csv.push_str(&format!("{stamp},{v}\n"));
+    }
+    std::fs::write(&input, csv).unwrap();
+    let output = dir.path().join("out.csv");
+    for detector in ["robust_z", "ewma", "seasonal", "student_t", "cusum"] {
+        let out = run_cli(
+            &[
+                "detect",
+                "--detector",
+                detector,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            &[],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{detector}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&output).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows[0], "timestamp,value,expected,lower,upper,score,alert");
+        assert_eq!(rows.len(), 121);
+        assert!(
+            rows[101].ends_with(",1"),
+            "{detector} flags the spike: {}",
+            rows[101]
+        );
+    }
+    std::fs::write(
+        &input,
+        "timestamp,value\n2026-11-24 10:00:00,1\n2026-11-24 11:00:00,lots\n",
+    )
+    .unwrap();
+    let out = run_cli(
+        &[
+            "detect",
+            "--detector",
+            "ewma",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("line 3") && stderr.contains("bad value"),
+        "{stderr}"
+    );
+}
