@@ -338,3 +338,11 @@ pub fn detect(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn detect_suite(seed: u64, threshold: f64) -> anyhow::Result<ExitCode> {
+    let table = crate::eval::detectors::suite::table(seed, threshold);
+    emit(&format!(
+        "scenario suite, seed {seed}, alert at score >= {threshold}\n{table}"
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

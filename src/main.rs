@@ -61,16 +61,23 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         step: Option<Duration>,
     },
-    /// Run one anomaly detector over one series (CSV `timestamp,value`).
+    /// Run one anomaly detector over one series (CSV `timestamp,value`), or score every
+    /// detector on the labelled scenario suite (`--suite`).
     Detect {
-        /// robust_z, ewma, seasonal, student_t or cusum.
-        #[arg(long)]
+        /// auto (the default ensemble), robust_z, ewma, seasonal, student_t or cusum.
+        #[arg(long, default_value = "auto")]
         detector: String,
         /// Detector parameters, e.g. `--param window=72`.
         #[arg(long = "param", value_parser = parse_param)]
         params: Vec<(String, String)>,
-        #[arg(long)]
-        input: PathBuf,
+        #[arg(long, required_unless_present = "suite")]
+        input: Option<PathBuf>,
+        /// Print precision, recall, delay and false alerts of every detector on the suite.
+        #[arg(long, conflicts_with = "input")]
+        suite: bool,
+        /// Seed of the generated suite.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
         /// Where to write `timestamp,value,expected,lower,upper,score,alert`; default stdout.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -138,9 +145,16 @@ fn main() -> ExitCode {
                 detector,
                 params,
                 input,
+                suite,
+                seed,
                 output,
                 threshold,
-            } => cli::detect(&detector, &params, &input, output.as_deref(), threshold),
+            } => match (suite, input) {
+                (true, _) | (false, None) => cli::detect_suite(seed, threshold),
+                (false, Some(input)) => {
+                    cli::detect(&detector, &params, &input, output.as_deref(), threshold)
+                }
+            },
             Command::Backtest {
                 config,
                 from_store,

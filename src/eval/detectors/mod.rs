@@ -2,11 +2,16 @@
 //! and answers with an expected value, a band, a score in [0, 1] and a plain explanation —
 //! or nothing while it is still learning.
 
+pub mod auto;
 pub mod cusum;
 pub mod ewma;
 pub mod robust_z;
 pub mod seasonal;
 pub mod student_t;
+pub mod suite;
+
+/// Every detector `build` knows.
+pub const NAMES: &[&str] = &["auto", "robust_z", "ewma", "seasonal", "student_t", "cusum"];
 
 use jiff::Timestamp;
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -102,6 +107,7 @@ pub fn build(name: &str, params: &[(String, String)]) -> Result<Box<dyn Detector
             "seasonal" => &["period_hours", "per_slot", "sensitivity"],
             "student_t" => &["confidence", "min_samples"],
             "cusum" => &["alpha", "k", "h", "min_samples"],
+            "auto" => &["sensitivity"],
             _ => &[],
         };
         if !known.contains(&k.as_str()) {
@@ -138,11 +144,8 @@ pub fn build(name: &str, params: &[(String, String)]) -> Result<Box<dyn Detector
             get("h")?.unwrap_or(5.0),
             get("min_samples")?.map_or(12, usize_of),
         )),
-        other => {
-            return Err(format!(
-                "unknown detector {other:?}: robust_z, ewma, seasonal, student_t or cusum"
-            ));
-        }
+        "auto" => Box::new(auto::Auto::new(get("sensitivity")?.unwrap_or(4.0))),
+        other => return Err(format!("unknown detector {other:?}: {}", NAMES.join(", "))),
     })
 }
 
@@ -178,7 +181,7 @@ pub(crate) mod tests {
             (0..400).map(|i| (i as f64 * 0.7).sin() * 1e6).collect(),
             (0..400).map(|i| if i == 200 { 1e9 } else { 5.0 }).collect(),
         ];
-        for name in ["robust_z", "ewma", "seasonal", "student_t", "cusum"] {
+        for name in NAMES {
             for values in &inputs {
                 let mut d = build(name, &[]).unwrap();
                 for s in hourly(values) {
@@ -210,7 +213,7 @@ pub(crate) mod tests {
         let values: Vec<f64> = (0..300)
             .map(|i| 100.0 + 4.0 * noise() + if i >= 250 { 60.0 } else { 0.0 })
             .collect();
-        for name in ["robust_z", "ewma", "seasonal", "student_t", "cusum"] {
+        for name in NAMES {
             let mut d = build(name, &[]).unwrap();
             let scores: Vec<f64> = hourly(&values)
                 .into_iter()

@@ -12,7 +12,9 @@ use crate::eval::baseline::Baseline;
 const MIN_PER_SLOT: usize = 3;
 
 pub struct Seasonal {
+    /// Slots per period and the length of one slot.
     period_hours: usize,
+    slot_seconds: i64,
     per_slot: usize,
     sensitivity: f64,
     slots: HashMap<usize, VecDeque<f64>>,
@@ -23,6 +25,7 @@ impl Seasonal {
     pub fn new(period_hours: usize, per_slot: usize, sensitivity: f64) -> Self {
         Seasonal {
             period_hours: period_hours.max(1),
+            slot_seconds: 3600,
             per_slot: per_slot.max(MIN_PER_SLOT),
             sensitivity,
             slots: HashMap::new(),
@@ -30,17 +33,26 @@ impl Seasonal {
         }
     }
 
+    /// `slots` slots of `slot_seconds` each (e.g. 288 five-minute slots of a day).
+    pub fn with_slots(slots: usize, slot_seconds: i64, per_slot: usize, sensitivity: f64) -> Self {
+        let mut s = Seasonal::new(slots, per_slot, sensitivity);
+        s.slot_seconds = slot_seconds.max(1);
+        s
+    }
+
     fn slot(&self, sample: &Sample) -> usize {
         (sample
             .at
             .as_second()
-            .div_euclid(3600)
+            .div_euclid(self.slot_seconds)
             .rem_euclid(self.period_hours as i64)) as usize
     }
 
     fn slot_name(&self, sample: &Sample) -> String {
         let z = sample.at.to_zoned(jiff::tz::TimeZone::UTC);
-        if self.period_hours == 168 {
+        if self.slot_seconds != 3600 {
+            format!("slot {} of {}", self.slot(sample), self.period_hours)
+        } else if self.period_hours == 168 {
             format!("{:?} {:02}:00", z.weekday(), z.hour())
         } else if self.period_hours == 24 {
             format!("{:02}:00", z.hour())

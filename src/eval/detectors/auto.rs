@@ -1,0 +1,83 @@
+//! `auto`: the default ensemble for series it has never seen. It infers the sampling
+//! interval from the first samples, then asks two robust detectors that fail differently —
+//! a long whole-series band (wide, ignores the daily cycle) and a per-time-of-day baseline
+//! (narrow, knows the cycle) — and alerts only when both agree. Either alone is noisier.
+
+use jiff::SignedDuration;
+
+use super::robust_z::RobustZ;
+use super::seasonal::Seasonal;
+use super::{Assessment, Detector, Sample};
+
+/// Samples collected before the interval is inferred.
+const PROBE: usize = 24;
+
+pub struct Auto {
+    sensitivity: f64,
+    probe: Vec<Sample>,
+    parts: Option<(RobustZ, Seasonal)>,
+}
+
+impl Auto {
+    pub fn new(sensitivity: f64) -> Self {
+        Auto {
+            sensitivity,
+            probe: Vec::with_capacity(PROBE),
+            parts: None,
+        }
+    }
+
+    /// Median gap between the probe's samples, at least a minute.
+    fn interval(probe: &[Sample]) -> SignedDuration {
+        let mut gaps: Vec<i64> = probe
+            .windows(2)
+            .map(|w| w[1].at.duration_since(w[0].at).as_secs())
+            .filter(|g| *g > 0)
+            .collect();
+        gaps.sort_unstable();
+        SignedDuration::from_secs(gaps.get(gaps.len() / 2).copied().unwrap_or(3600).max(60))
+    }
+
+    fn start(&mut self) {
+        let step = Self::interval(&self.probe).as_secs() as f64;
+        let per_day = (86_400.0 / step).round().max(1.0) as usize;
+        // Two weeks of values for the whole-series band, one value per time of day per day
+        // for the last two weeks for the daily baseline.
+        let global = RobustZ::new(per_day * 14, per_day * 2, self.sensitivity + 1.0);
+        let daily = Seasonal::with_slots(per_day, step as i64, 14, self.sensitivity);
+        let mut parts = (global, daily);
+        for s in self.probe.drain(..) {
+            parts.0.observe(s);
+            parts.1.observe(s);
+        }
+        self.parts = Some(parts);
+    }
+}
+
+impl Detector for Auto {
+    fn name(&self) -> &'static str {
+        "auto"
+    }
+
+    fn observe(&mut self, sample: Sample) -> Option<Assessment> {
+        if self.parts.is_none() {
+            self.probe.push(sample);
+            if self.probe.len() >= PROBE {
+                self.start();
+            }
+            return None;
+        }
+        let (global, daily) = self.parts.as_mut()?;
+        let g = global.observe(sample);
+        let d = daily.observe(sample)?;
+        let g = g?;
+        // Agreement: the weaker of the two scores, when both point the same way.
+        let same_way = g.deviation.signum() == d.deviation.signum();
+        let score = if same_way { g.score.min(d.score) } else { 0.0 };
+        Some(Assessment {
+            score,
+            explanation: format!("{}; {}", d.explanation, g.explanation),
+            ..d
+        })
+    }
+}
