@@ -45,6 +45,8 @@ pub struct Metrics {
     budget_ratio: GaugeVec,
     unit_cost: GaugeVec,
     rule_instances: IntGaugeVec,
+    anomaly_band: GaugeVec,
+    anomaly_score: GaugeVec,
     unit_cost_band: GaugeVec,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
@@ -207,6 +209,18 @@ impl Metrics {
                 "spendwatch_unit_cost_expected",
                 "Expected unit-cost band of a ratio rule (bound = lower | upper), same unit as spendwatch_unit_cost.",
                 &["rule", "account", "currency", "bound"],
+            ),
+            anomaly_band: gauge_vec(
+                &r,
+                "spendwatch_anomaly_expected",
+                "Expected value of an anomaly rule's series in its last window (bound = expected | lower | upper).",
+                &["rule", "account", "bound"],
+            ),
+            anomaly_score: gauge_vec(
+                &r,
+                "spendwatch_anomaly_score",
+                "How unusual the last window of an anomaly rule's series is, in [0, 1].",
+                &["rule", "account"],
             ),
             rule_instances: int_gauge_vec(
                 &r,
@@ -495,6 +509,25 @@ impl Metrics {
                     .set(v);
             }
         }
+    }
+
+    pub fn anomaly(
+        &self,
+        rule: &str,
+        account: &str,
+        expected: f64,
+        lower: f64,
+        upper: f64,
+        score: f64,
+    ) {
+        for (bound, v) in [("expected", expected), ("lower", lower), ("upper", upper)] {
+            self.anomaly_band
+                .with_label_values(&[rule, account, bound])
+                .set(v);
+        }
+        self.anomaly_score
+            .with_label_values(&[rule, account])
+            .set(score);
     }
 
     /// Counts of a rule's instances per verdict after one evaluation.

@@ -124,6 +124,7 @@ pub enum RawRule {
     Divergence(rules::RawDivergence),
     Change(rules::RawChange),
     Stale(rules::RawStale),
+    Anomaly(rules::RawAnomaly),
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +261,7 @@ pub enum RuleConfig {
     Divergence(rules::DivergenceRule),
     Change(rules::ChangeRule),
     Stale(rules::StaleRule),
+    Anomaly(rules::AnomalyRule),
 }
 
 impl RuleConfig {
@@ -270,6 +272,7 @@ impl RuleConfig {
             RuleConfig::Divergence(r) => &r.meta.name,
             RuleConfig::Change(r) => &r.meta.name,
             RuleConfig::Stale(r) => &r.meta.name,
+            RuleConfig::Anomaly(r) => &r.meta.name,
         }
     }
 }
@@ -597,6 +600,17 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                     &mut c,
                 );
                 (path, RuleConfig::Stale(rule))
+            }
+            RawRule::Anomaly(r) => {
+                let path = format!("rules[{i}].anomaly");
+                let rule = r.validate(&path, &mut c);
+                check_source(
+                    &format!("{path}.series.source"),
+                    rule.series.source.as_deref(),
+                    &source_names,
+                    &mut c,
+                );
+                (path, RuleConfig::Anomaly(rule))
             }
         };
         if !rule_names.insert(rule.name().to_string()) {

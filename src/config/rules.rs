@@ -186,6 +186,23 @@ pub struct ChangeRule {
 }
 
 #[derive(Debug, Clone)]
+pub struct AnomalyRule {
+    pub meta: RuleMeta,
+    pub series: Selector,
+    /// Values are amounts per window (spend per hour, requests per day).
+    pub window: Duration,
+    pub window_offset: Duration,
+    /// How much history the detector learns from at each evaluation.
+    pub history: Duration,
+    pub detector: String,
+    pub params: Vec<(String, String)>,
+    /// Score in [0, 1] at or above which a window is anomalous.
+    pub threshold: f64,
+    pub direction: Direction,
+    pub min_impact: Decimal,
+}
+
+#[derive(Debug, Clone)]
 pub struct StaleRule {
     pub meta: RuleMeta,
     pub source: Option<String>,
@@ -275,6 +292,33 @@ pub struct RawChange {
     pub percent: AmountText,
     pub min_impact: Option<AmountText>,
     pub direction: Option<String>,
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(rename = "for")]
+    pub hold: Option<String>,
+    pub keep_firing_for: Option<String>,
+    pub severity: Option<Severity>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnomaly {
+    pub name: String,
+    #[serde(default)]
+    pub series: RawSelector,
+    pub window: Option<String>,
+    pub window_offset: Option<String>,
+    pub history: Option<String>,
+    pub detector: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub threshold: Option<f64>,
+    pub direction: Option<String>,
+    pub min_impact: Option<AmountText>,
     #[serde(default)]
     pub accounts: Vec<String>,
     #[serde(rename = "for")]
@@ -646,6 +690,70 @@ impl RawChange {
             percent,
             min_impact: non_negative(&format!("{path}.min_impact"), self.min_impact.as_ref(), c),
             direction: Direction::parse(&format!("{path}.direction"), self.direction.as_deref(), c),
+        }
+    }
+}
+
+impl RawAnomaly {
+    pub fn validate(&self, path: &str, c: &mut Checker) -> AnomalyRule {
+        let meta = meta(
+            path,
+            &self.name,
+            &self.accounts,
+            self.hold.as_deref(),
+            self.keep_firing_for.as_deref(),
+            self.severity,
+            &self.labels,
+            &self.annotations,
+            c,
+        );
+        let detector = self.detector.clone().unwrap_or_else(|| "auto".into());
+        let params: Vec<(String, String)> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Err(e) = crate::eval::detectors::build(&detector, &params) {
+            c.error(format!("{path}.detector"), e);
+        }
+        let threshold = self
+            .threshold
+            .unwrap_or(crate::eval::detectors::suite::DEFAULT_THRESHOLD);
+        if !(threshold.is_finite() && threshold > 0.0 && threshold < 1.0) {
+            c.error(
+                format!("{path}.threshold"),
+                "a score between 0 and 1, e.g. 0.999",
+            );
+        }
+        let window = window(&format!("{path}.window"), self.window.as_deref(), c);
+        let history = c.positive_duration(
+            &format!("{path}.history"),
+            self.history.as_deref(),
+            Duration::from_secs(28 * 86_400),
+        );
+        if history < window * 10 {
+            c.error(
+                format!("{path}.history"),
+                "give the detector at least 10 windows of history",
+            );
+        }
+        AnomalyRule {
+            series: self
+                .series
+                .validate(&format!("{path}.series"), series::SPEND_PTD, c),
+            meta,
+            window,
+            window_offset: c.duration(
+                &format!("{path}.window_offset"),
+                self.window_offset.as_deref(),
+                Duration::ZERO,
+            ),
+            history,
+            detector,
+            params,
+            threshold,
+            direction: Direction::parse(&format!("{path}.direction"), self.direction.as_deref(), c),
+            min_impact: non_negative(&format!("{path}.min_impact"), self.min_impact.as_ref(), c),
         }
     }
 }

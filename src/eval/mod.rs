@@ -1,6 +1,7 @@
 //! Rule evaluation: reads samples from the store at a given time (never the clock) and
 //! produces a `Transition` for every alert instance of every rule.
 
+pub mod anomaly;
 pub mod baseline;
 pub mod budget;
 pub mod change;
@@ -80,6 +81,7 @@ impl Evaluator {
                 RuleConfig::Divergence(r) => divergence::evaluate(r, store, at, metrics),
                 RuleConfig::Change(r) => change::evaluate(r, store, at, metrics),
                 RuleConfig::Stale(r) => stale::evaluate(r, store, at, metrics),
+                RuleConfig::Anomaly(r) => anomaly::evaluate(r, store, at, metrics),
             };
             let seconds = started.elapsed().as_secs_f64();
             metrics.rule_evaluated(rule.name(), result.is_ok(), seconds);

@@ -722,3 +722,37 @@ fn change_per_billing_period_compares_invoices() {
         summary(by_account["tiny"])
     );
 }
+
+#[test]
+fn anomaly_rule_flags_the_doubled_hourly_spend() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let r = rule(10, NoTraffic::Wait);
+    let anomaly = crate::config::RuleConfig::Anomaly(crate::config::rules::AnomalyRule {
+        meta: meta("spend-anomaly"),
+        series: r.numerator,
+        window: Duration::from_secs(3600),
+        window_offset: Duration::ZERO,
+        history: Duration::from_secs(14 * 86_400),
+        detector: "auto".into(),
+        params: Vec::new(),
+        threshold: 0.999,
+        direction: Direction::Up,
+        min_impact: Decimal::ONE,
+    });
+    let quiet = evaluate_one(&store, &anomaly, day(19.6));
+    assert!(
+        matches!(quiet.outcome, Outcome::Clear(_)),
+        "{}",
+        summary(&quiet)
+    );
+    let t = evaluate_one(&store, &anomaly, day(20.0) + SignedDuration::from_mins(150));
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(
+        f.summary.contains("in the hourly window") && f.summary.contains("impact $"),
+        "{}",
+        f.summary
+    );
+}

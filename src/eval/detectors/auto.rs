@@ -7,7 +7,13 @@ use jiff::SignedDuration;
 
 use super::robust_z::RobustZ;
 use super::seasonal::Seasonal;
-use super::{Assessment, Detector, Sample};
+use super::{Assessment, Detector, Sample, score_from_deviation};
+
+/// How far (in spreads) the whole-series band must lean the same way to confirm.
+const AGREEMENT: f64 = 0.5;
+
+/// The daily baseline's deviation is divided by this before scoring.
+const DAILY_STRICTNESS: f64 = 2.0;
 
 /// Samples collected before the interval is inferred.
 const PROBE: usize = 24;
@@ -71,9 +77,16 @@ impl Detector for Auto {
         let g = global.observe(sample);
         let d = daily.observe(sample)?;
         let g = g?;
-        // Agreement: the weaker of the two scores, when both point the same way.
-        let same_way = g.deviation.signum() == d.deviation.signum();
-        let score = if same_way { g.score.min(d.score) } else { 0.0 };
+        // The time-of-day baseline judges; the whole-series band must at least lean the same
+        // way by one spread, which filters the daily baseline's noisy slots.
+        let agrees = g.deviation.signum() == d.deviation.signum() && g.deviation.abs() >= AGREEMENT;
+        // The daily baseline's slots hold few values: demand more of it than of one detector.
+        let daily_score = score_from_deviation(d.deviation / DAILY_STRICTNESS);
+        let score = if agrees {
+            daily_score
+        } else {
+            daily_score.min(g.score)
+        };
         Some(Assessment {
             score,
             explanation: format!("{}; {}", d.explanation, g.explanation),
