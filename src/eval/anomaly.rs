@@ -13,15 +13,8 @@ use super::window::aligned_windows;
 use super::{EvalError, base_transition, breach_or_clear, signed, waiting};
 use crate::config::rules::AnomalyRule;
 use crate::metrics::Metrics;
-use crate::model::{Transition, Unit, format_decimal};
+use crate::model::Transition;
 use crate::store::Store;
-
-fn amount_text(v: Decimal, unit: &Unit) -> String {
-    match unit {
-        Unit::Money(c) => explain::money(v.round_dp(2), c),
-        Unit::Quantity(q) => format!("{} {q}", format_decimal(v, 2)),
-    }
-}
 
 pub fn evaluate(
     rule: &AnomalyRule,
@@ -100,13 +93,19 @@ pub fn evaluate(
             account: group.account.clone(),
             window_start: current.0.to_string(),
             window_end: current.1.to_string(),
-            value: amount_text(now, &group.unit),
-            expected: amount_text(expected, &group.unit),
-            expected_low: amount_text(Decimal::from_f64(a.lower).unwrap_or(expected), &group.unit),
-            expected_high: amount_text(Decimal::from_f64(a.upper).unwrap_or(expected), &group.unit),
+            value: explain::amount(now, &group.unit),
+            expected: explain::amount(expected, &group.unit),
+            expected_low: explain::amount(
+                Decimal::from_f64(a.lower).unwrap_or(expected),
+                &group.unit,
+            ),
+            expected_high: explain::amount(
+                Decimal::from_f64(a.upper).unwrap_or(expected),
+                &group.unit,
+            ),
             learned_from: a.explanation.clone(),
             score: format!("{:.4}", a.score),
-            impact: amount_text(impact, &group.unit),
+            impact: explain::amount(impact, &group.unit),
             ..Facts::default()
         };
         let summary = format!(

@@ -11,18 +11,11 @@ use super::window::aligned_windows;
 use super::{EvalError, base_transition, breach_or_clear, contributors, signed, waiting};
 use crate::config::rules::{ChangeRule, CompareTo};
 use crate::metrics::Metrics;
-use crate::model::{Transition, Unit, format_decimal};
+use crate::model::{Transition, Unit};
 use crate::store::Store;
 
-fn amount_text(v: Decimal, unit: &Unit) -> String {
-    match unit {
-        Unit::Money(c) => explain::money(v.round_dp(2), c),
-        Unit::Quantity(q) => format!("{} {q}", format_decimal(v, 2)),
-    }
-}
-
 fn signed_text(v: Decimal, unit: &Unit) -> String {
-    let text = amount_text(v, unit);
+    let text = explain::amount(v, unit);
     if v >= Decimal::ZERO {
         format!("+{text}")
     } else {
@@ -127,8 +120,8 @@ pub fn evaluate(
             account: group.account.clone(),
             window_start: current.0.to_string(),
             window_end: current.1.to_string(),
-            value: amount_text(now, &group.unit),
-            expected: amount_text(then, &group.unit),
+            value: explain::amount(now, &group.unit),
+            expected: explain::amount(then, &group.unit),
             impact: signed_text(delta, &group.unit),
             spend_change: explain::percent_change(now, then),
             learned_from: against.clone(),

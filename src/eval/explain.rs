@@ -50,6 +50,14 @@ pub fn money(amount: Decimal, currency: &Currency) -> String {
     Money::new(amount, currency.clone()).to_string()
 }
 
+/// A money or quantity amount: `$12.40`, `1,234.00 requests`.
+pub fn amount(v: Decimal, unit: &crate::model::Unit) -> String {
+    match unit {
+        crate::model::Unit::Money(c) => money(v.round_dp(2), c),
+        crate::model::Unit::Quantity(q) => format!("{} {q}", crate::model::format_decimal(v, 2)),
+    }
+}
+
 /// `+$1,234.50` / `-¥300`.
 pub fn signed_money(amount: Decimal, currency: &Currency) -> String {
     if amount >= Decimal::ZERO {
