@@ -50,7 +50,12 @@ impl Auto {
         // Two weeks of values for the whole-series band, one value per time of day per day
         // for the last two weeks for the daily baseline.
         let global = RobustZ::new(per_day * 14, per_day * 2, self.sensitivity + 1.0);
-        let daily = Seasonal::with_slots(per_day, step as i64, 14, self.sensitivity);
+        // Time-of-day slots are at least an hour long: sub-hourly samples share their hour's
+        // slot, so a slot holds enough values for a stable median and MAD.
+        let slot_seconds = (step as i64).max(3600);
+        let slots = (86_400 / slot_seconds).max(1) as usize;
+        let per_slot = 14 * (slot_seconds as f64 / step).round().max(1.0) as usize;
+        let daily = Seasonal::with_slots(slots, slot_seconds, per_slot, self.sensitivity);
         let mut parts = (global, daily);
         for s in self.probe.drain(..) {
             parts.0.observe(s);

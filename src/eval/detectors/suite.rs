@@ -334,3 +334,41 @@ mod acceptance {
         }
     }
 }
+
+#[cfg(test)]
+mod sampling {
+    use super::*;
+
+    /// `auto` with no parameters on daily and on five-minute series: a step is caught, the
+    /// steady part is quiet.
+    #[test]
+    fn auto_works_from_five_minutes_to_a_day() {
+        for (every, n, step_at) in [
+            (SignedDuration::from_hours(24), 120usize, 100usize),
+            (SignedDuration::from_mins(5), 12 * 24 * 10, 12 * 24 * 9),
+        ] {
+            let mut rng = Rng(99);
+            let values: Vec<f64> = (0..n)
+                .map(|i| 50.0 * (1.0 + 0.05 * rng.normal()) * if i >= step_at { 1.8 } else { 1.0 })
+                .collect();
+            let samples = to_samples(&values, every, None);
+            let mut d = build("auto", &[]).unwrap();
+            let alerts: Vec<bool> = samples
+                .iter()
+                .map(|s| {
+                    d.observe(*s)
+                        .is_some_and(|a| a.score >= DEFAULT_THRESHOLD && a.deviation > 0.0)
+                })
+                .collect();
+            let before = alerts[..step_at].iter().filter(|a| **a).count();
+            assert!(
+                alerts[step_at..step_at + 3].iter().any(|a| *a),
+                "{every:?}: step missed"
+            );
+            assert!(
+                before * 1000 <= step_at,
+                "{every:?}: {before} false alerts in {step_at} points"
+            );
+        }
+    }
+}
