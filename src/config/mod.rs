@@ -265,6 +265,24 @@ pub enum RuleConfig {
 }
 
 impl RuleConfig {
+    /// The sources the rule names, with the field each is named in.
+    pub fn source_refs(&self) -> Vec<(&'static str, Option<&str>)> {
+        match self {
+            RuleConfig::Budget(r) => vec![("source", r.source.as_deref())],
+            RuleConfig::Ratio(r) => vec![
+                ("numerator.source", r.numerator.source.as_deref()),
+                ("denominator.source", r.denominator.source.as_deref()),
+            ],
+            RuleConfig::Divergence(r) => vec![
+                ("spend.source", r.spend.source.as_deref()),
+                ("traffic.source", r.traffic.source.as_deref()),
+            ],
+            RuleConfig::Change(r) => vec![("series.source", r.series.source.as_deref())],
+            RuleConfig::Stale(r) => vec![("source", r.source.as_deref())],
+            RuleConfig::Anomaly(r) => vec![("series.source", r.series.source.as_deref())],
+        }
+    }
+
     pub fn name(&self) -> &str {
         match self {
             RuleConfig::Budget(r) => &r.name,
@@ -547,72 +565,44 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         let (path, rule) = match r {
             RawRule::Budget(b) => {
                 let path = format!("rules[{i}].budget");
-                let rule = RuleConfig::Budget(validate_budget(b, &path, &source_names, &mut c));
+                let rule = RuleConfig::Budget(validate_budget(b, &path, &mut c));
                 (path, rule)
             }
             RawRule::Ratio(r) => {
                 let path = format!("rules[{i}].ratio");
-                let rule = r.validate(&path, &mut c);
-                for (side, selector) in [
-                    ("numerator", &rule.numerator),
-                    ("denominator", &rule.denominator),
-                ] {
-                    check_source(
-                        &format!("{path}.{side}.source"),
-                        selector.source.as_deref(),
-                        &source_names,
-                        &mut c,
-                    );
-                }
-                (path, RuleConfig::Ratio(rule))
+                (path.clone(), RuleConfig::Ratio(r.validate(&path, &mut c)))
             }
             RawRule::Divergence(r) => {
                 let path = format!("rules[{i}].divergence");
-                let rule = r.validate(&path, &mut c);
-                for (side, selector) in [("spend", &rule.spend), ("traffic", &rule.traffic)] {
-                    check_source(
-                        &format!("{path}.{side}.source"),
-                        selector.source.as_deref(),
-                        &source_names,
-                        &mut c,
-                    );
-                }
-                (path, RuleConfig::Divergence(rule))
+                (
+                    path.clone(),
+                    RuleConfig::Divergence(r.validate(&path, &mut c)),
+                )
             }
             RawRule::Change(r) => {
                 let path = format!("rules[{i}].change");
-                let rule = r.validate(&path, &mut c);
-                check_source(
-                    &format!("{path}.series.source"),
-                    rule.series.source.as_deref(),
-                    &source_names,
-                    &mut c,
-                );
-                (path, RuleConfig::Change(rule))
+                (path.clone(), RuleConfig::Change(r.validate(&path, &mut c)))
             }
             RawRule::Stale(r) => {
                 let path = format!("rules[{i}].stale");
-                let rule = r.validate(&path, &mut c);
-                check_source(
-                    &format!("{path}.source"),
-                    rule.source.as_deref(),
-                    &source_names,
-                    &mut c,
-                );
-                (path, RuleConfig::Stale(rule))
+                (path.clone(), RuleConfig::Stale(r.validate(&path, &mut c)))
             }
             RawRule::Anomaly(r) => {
                 let path = format!("rules[{i}].anomaly");
-                let rule = r.validate(&path, &mut c);
-                check_source(
-                    &format!("{path}.series.source"),
-                    rule.series.source.as_deref(),
-                    &source_names,
-                    &mut c,
-                );
-                (path, RuleConfig::Anomaly(rule))
+                (path.clone(), RuleConfig::Anomaly(r.validate(&path, &mut c)))
             }
         };
+        // Every source a rule names must exist.
+        for (field, source) in rule.source_refs() {
+            if let Some(name) = source
+                && !source_names.contains(name)
+            {
+                c.error(
+                    format!("{path}.{field}"),
+                    format!("no source named {name:?}"),
+                );
+            }
+        }
         if !rule_names.insert(rule.name().to_string()) {
             c.error(
                 format!("{path}.name"),
@@ -668,21 +658,8 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     }
 }
 
-fn validate_budget(
-    b: &RawBudget,
-    path: &str,
-    sources: &BTreeSet<String>,
-    c: &mut Checker,
-) -> BudgetRule {
+fn validate_budget(b: &RawBudget, path: &str, c: &mut Checker) -> BudgetRule {
     c.name(&format!("{path}.name"), &b.name);
-    if let Some(source) = &b.source
-        && !sources.contains(source)
-    {
-        c.error(
-            format!("{path}.source"),
-            format!("no source named {source:?}"),
-        );
-    }
     let currency = Currency::new(&b.currency).unwrap_or_else(|e| {
         c.error(format!("{path}.currency"), e.to_string());
         Currency::new("XXX").unwrap_or_else(|_| unreachable!("XXX is a valid code"))
@@ -799,14 +776,6 @@ pub fn placeholder_url() -> url::Url {
         .unwrap_or_else(|_| unreachable!("a constant, valid URL"))
 }
 
-fn check_source(path: &str, source: Option<&str>, sources: &BTreeSet<String>, c: &mut Checker) {
-    if let Some(name) = source
-        && !sources.contains(name)
-    {
-        c.error(path, format!("no source named {name:?}"));
-    }
-}
-
 pub(crate) fn is_label_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
@@ -876,6 +845,30 @@ levels = [{ percent = 100 }]
         let errs = check("a = 1\napi_key = \"hunter2\nb = 2").unwrap_err();
         assert!(errs[0].path.starts_with("line "), "{errs:?}");
         assert!(!errs[0].to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn rules_must_name_existing_sources() {
+        let errs = check(
+            r#"
+[[rules]]
+[rules.ratio]
+name = "r"
+numerator = { source = "nope" }
+denominator = { source = "also-nope" }
+band = { max = 1 }
+"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+        assert!(
+            paths.contains(&"rules[0].ratio.numerator.source"),
+            "{errs:?}"
+        );
+        assert!(
+            paths.contains(&"rules[0].ratio.denominator.source"),
+            "{errs:?}"
+        );
     }
 
     #[test]
