@@ -408,6 +408,25 @@ pub struct Finding {
     pub unit: Unit,
     /// One line: what happened, by how much, against what expectation.
     pub summary: String,
+    /// The line items that drove it, largest first (may be empty).
+    pub contributors: Vec<ContributorLine>,
+}
+
+/// A line item that moved, formatted for people (`RCDN/BWOUT`, `$412.00`, `+$380.00`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContributorLine {
+    pub item: String,
+    /// Amount in the evaluated window.
+    pub amount: String,
+    /// Change against what was typical, with its sign.
+    pub delta: String,
+}
+
+/// A link shown with an alert: the alert page, a console, a dashboard panel, a silence form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub title: String,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -462,6 +481,62 @@ pub struct Notification {
     pub threshold: String,
     pub starts_at: Timestamp,
     pub ends_at: Option<Timestamp>,
+    /// The line items that drove it (empty for rules without line items).
+    #[serde(default)]
+    pub contributors: Vec<ContributorLine>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+}
+
+/// notify → one receiver: the notifications of one alert group (same receiver, same values of
+/// the route's `group_by` labels), sent as one message. Receivers that group themselves
+/// (Alertmanager) get the same shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationGroup {
+    pub receiver: String,
+    /// Stable identity of the group: the receiver and its `group_by` label values.
+    pub key: String,
+    /// The `group_by` labels and their values shared by every alert of the group.
+    pub labels: BTreeMap<String, String>,
+    /// At least one; firing and resolved alerts may be mixed.
+    pub alerts: Vec<Notification>,
+}
+
+impl NotificationGroup {
+    /// Firing while any member fires.
+    pub fn status(&self) -> NotificationStatus {
+        if self
+            .alerts
+            .iter()
+            .any(|n| n.status == NotificationStatus::Firing)
+        {
+            NotificationStatus::Firing
+        } else {
+            NotificationStatus::Resolved
+        }
+    }
+
+    /// Deterministic for the same members: a resend after a crash carries the same key, so a
+    /// receiver can drop the duplicate.
+    pub fn idempotency_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        if let [only] = self.alerts.as_slice() {
+            return only.idempotency_key.clone();
+        }
+        let mut keys: Vec<&str> = self
+            .alerts
+            .iter()
+            .map(|n| n.idempotency_key.as_str())
+            .collect();
+        keys.sort_unstable();
+        let mut h = Sha256::new();
+        h.update(self.key.as_bytes());
+        for k in keys {
+            h.update([0u8]);
+            h.update(k.as_bytes());
+        }
+        format!("group-{}", &hex::encode(h.finalize())[..32])
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -514,6 +589,8 @@ pub struct AlertRecord {
     pub summary: String,
     /// Count of firing episodes; part of notification idempotency keys.
     pub seq: u64,
+    #[serde(default)]
+    pub contributors: Vec<ContributorLine>,
 }
 
 /// One alert instance's verdict at the last evaluation, for `/api/v1/rules`.

@@ -182,6 +182,8 @@ impl Alerting {
                     NotificationStatus::Firing => None,
                     NotificationStatus::Resolved => alert.resolved_at,
                 },
+                contributors: alert.contributors.clone(),
+                links: Vec::new(),
             })
             .collect()
     }
@@ -209,6 +211,7 @@ mod tests {
                 threshold: Decimal::ONE,
                 unit: Unit::Quantity("x".into()),
                 summary: "over".into(),
+                contributors: Vec::new(),
             }),
         }
     }

@@ -41,6 +41,7 @@ fn fresh(fingerprint: &str, t: &Transition) -> AlertRecord {
         threshold: String::new(),
         summary: String::new(),
         seq: 0,
+        contributors: Vec::new(),
     }
 }
 
@@ -50,6 +51,7 @@ fn record_finding(a: &mut AlertRecord, t: &Transition, f: &Finding) {
     a.value = f.value.normalize().to_string();
     a.threshold = f.threshold.normalize().to_string();
     a.summary = f.summary.clone();
+    a.contributors = f.contributors.clone();
 }
 
 fn fire(a: &mut AlertRecord, at: Timestamp) {
@@ -139,6 +141,7 @@ mod tests {
             threshold: Decimal::from(5),
             unit: Unit::Quantity("x".into()),
             summary: "s".into(),
+            contributors: Vec::new(),
         };
         Transition {
             rule: "r".into(),

@@ -217,6 +217,7 @@ fn judge(
         threshold,
         unit: Unit::Money(currency),
         summary: summary.clone(),
+        contributors: Vec::new(),
     };
     t.annotations.insert("summary".into(), summary);
     t.outcome = if value >= threshold {

@@ -172,6 +172,15 @@ pub(crate) fn breach_or_clear(
         threshold,
         unit,
         summary: t.annotations.get("summary").cloned().unwrap_or(summary),
+        contributors: facts
+            .top_contributors
+            .iter()
+            .map(|c| crate::model::ContributorLine {
+                item: c.item.clone(),
+                amount: c.amount.clone(),
+                delta: c.delta.clone(),
+            })
+            .collect(),
     };
     t.outcome = if breach {
         Outcome::Breach(finding)

@@ -16,6 +16,14 @@ use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use webhook::WebhookSender;
 
+/// What a receiver acknowledged for one group message.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// An opaque reference the receiver wants back with the group's next message (Slack: the
+    /// channel and `ts` of the first post, so later changes update it and reply in its thread).
+    pub thread: Option<String>,
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}: {message}")]
 pub struct SendError {

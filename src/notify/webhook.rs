@@ -163,6 +163,8 @@ mod tests {
             threshold: "1000".into(),
             starts_at: "2026-11-12T00:00:00Z".parse().unwrap(),
             ends_at: None,
+            contributors: Vec::new(),
+            links: Vec::new(),
         }
     }
 
