@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use jiff::{SignedDuration, Timestamp};
-use spendwatch::eval::detectors::{self, NAMES, Sample};
+use spendwatch::eval::detectors::{self, Detector, NAMES, Sample};
 
 struct Counting;
 
@@ -57,13 +57,17 @@ fn bench(c: &mut Criterion) {
             d.observe(*s);
         }
         let bytes = LIVE.load(Ordering::Relaxed) - before;
+        // What the store keeps for the series between evaluations.
+        let stored = d.save().map_or(0, |json| json.len());
         let started = Instant::now();
         let mut fresh = detectors::build(name, &[]).unwrap();
         for s in &samples {
             std::hint::black_box(fresh.observe(*s));
         }
         let rate = samples.len() as f64 / started.elapsed().as_secs_f64();
-        println!("{name}: {rate:.0} samples/s, {bytes} bytes of state per series");
+        println!(
+            "{name}: {rate:.0} samples/s, {bytes} bytes of state per series in memory, {stored} bytes stored"
+        );
         drop(d);
         group.bench_function(*name, |b| {
             b.iter(|| {

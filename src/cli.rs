@@ -321,10 +321,18 @@ pub fn detect(
     input: &Path,
     output: Option<&Path>,
     threshold: f64,
+    direction: crate::config::rules::Direction,
 ) -> anyhow::Result<ExitCode> {
     let samples = crate::detect::read_series(input)?;
     let mut buffer = Vec::new();
-    let alerts = crate::detect::run(detector, params, threshold, &samples, &mut buffer)?;
+    let alerts = crate::detect::run(
+        detector,
+        params,
+        threshold,
+        direction,
+        &samples,
+        &mut buffer,
+    )?;
     match output {
         Some(path) => {
             std::fs::write(path, &buffer).with_context(|| format!("writing {}", path.display()))?;
@@ -336,6 +344,14 @@ pub fn detect(
         }
         None => emit(&String::from_utf8_lossy(&buffer))?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the suite as CSV files (`timestamp,value`) and `labels.csv`, for `detect --input`.
+pub fn export_suite(seed: u64, dir: &Path) -> anyhow::Result<ExitCode> {
+    let files = crate::eval::detectors::suite::export(seed, dir)
+        .with_context(|| format!("writing the suite to {}", dir.display()))?;
+    eprintln!("{} files written to {}", files.len(), dir.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -121,6 +121,28 @@ per = 1000
 baseline = {{ history = "14d", min_windows = 5, sensitivity = 4 }}
 min_impact = 5
 
+# Statistical anomalies: hourly spend per account, and 3scale's cost per hit per 6 hours;
+# the detectors' learned state is kept in the store between evaluations.
+[[rules]]
+[rules.anomaly]
+name = "hourly-spend-anomaly"
+series = {{ source = "rackspace" }}
+window = "1h"
+history = "7d"
+direction = "up"
+min_impact = "5.00"
+for = "2h"
+severity = "warning"
+
+[[rules]]
+[rules.anomaly]
+name = "cost-per-hit-anomaly"
+unit_cost_of = "threescale-cost-per-hit"
+window = "6h"
+history = "14d"
+direction = "up"      # a traffic spike lowers the cost per hit; only a rise costs money
+severity = "warning"
+
 [[rules]]
 [rules.budget]
 name = "monthly-budget-usd"

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use jiff::Timestamp;
 
-use crate::eval::detectors::{self, Sample};
+use crate::config::rules::Direction;
+use crate::eval::detectors::{self, Detector, Sample};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -82,6 +83,7 @@ pub fn run(
     detector: &str,
     params: &[(String, String)],
     threshold: f64,
+    direction: Direction,
     samples: &[Sample],
     out: &mut dyn Write,
 ) -> Result<usize, DetectError> {
@@ -92,7 +94,7 @@ pub fn run(
     for s in samples {
         match d.observe(*s) {
             Some(a) => {
-                let alert = a.score >= threshold;
+                let alert = a.score >= threshold && direction.allows(a.deviation > 0.0);
                 alerts += usize::from(alert);
                 writeln!(
                     out,
@@ -162,7 +164,7 @@ mod tests {
             })
             .collect();
         let mut out = Vec::new();
-        let alerts = run("robust_z", &[], 0.999, &samples, &mut out).unwrap();
+        let alerts = run("robust_z", &[], 0.999, Direction::Both, &samples, &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.lines().count(), 61);
         assert_eq!(alerts, 1);

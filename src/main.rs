@@ -78,6 +78,12 @@ enum Command {
         /// Seed of the generated suite.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// With `--suite`: write the suite's series and labels as CSV files into this directory.
+        #[arg(long, requires = "suite")]
+        export: Option<PathBuf>,
+        /// Which deviations alert: up, down or both.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: spendwatch::config::rules::Direction,
         /// Where to write `timestamp,value,expected,lower,upper,score,alert`; default stdout.
         #[arg(long)]
         output: Option<PathBuf>,
@@ -147,13 +153,21 @@ fn main() -> ExitCode {
                 input,
                 suite,
                 seed,
+                export,
+                direction,
                 output,
                 threshold,
-            } => match (suite, input) {
-                (true, _) | (false, None) => cli::detect_suite(seed, threshold),
-                (false, Some(input)) => {
-                    cli::detect(&detector, &params, &input, output.as_deref(), threshold)
-                }
+            } => match (suite, input, export) {
+                (true, _, Some(dir)) => cli::export_suite(seed, &dir),
+                (true, _, None) | (false, None, _) => cli::detect_suite(seed, threshold),
+                (false, Some(input), _) => cli::detect(
+                    &detector,
+                    &params,
+                    &input,
+                    output.as_deref(),
+                    threshold,
+                    direction,
+                ),
             },
             Command::Backtest {
                 config,

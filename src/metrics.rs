@@ -47,6 +47,8 @@ pub struct Metrics {
     rule_instances: IntGaugeVec,
     anomaly_band: GaugeVec,
     anomaly_score: GaugeVec,
+    anomaly_state_age: GaugeVec,
+    anomaly_state_samples: GaugeVec,
     unit_cost_band: GaugeVec,
     polls: IntCounterVec,
     poll_errors: IntCounterVec,
@@ -220,6 +222,18 @@ impl Metrics {
                 &r,
                 "spendwatch_anomaly_score",
                 "How unusual the last window of an anomaly rule's series is, in [0, 1].",
+                &["rule", "account"],
+            ),
+            anomaly_state_age: gauge_vec(
+                &r,
+                "spendwatch_anomaly_state_age_seconds",
+                "How far back an anomaly rule's detector state has been learning (since its first window), per account.",
+                &["rule", "account"],
+            ),
+            anomaly_state_samples: gauge_vec(
+                &r,
+                "spendwatch_anomaly_state_samples",
+                "Windows an anomaly rule's detector has learned from, per account.",
                 &["rule", "account"],
             ),
             rule_instances: int_gauge_vec(
@@ -528,6 +542,16 @@ impl Metrics {
         self.anomaly_score
             .with_label_values(&[rule, account])
             .set(score);
+    }
+
+    /// How much an anomaly detector has learned: age of its state and windows seen.
+    pub fn anomaly_state(&self, rule: &str, account: &str, age_seconds: f64, samples: u64) {
+        self.anomaly_state_age
+            .with_label_values(&[rule, account])
+            .set(age_seconds);
+        self.anomaly_state_samples
+            .with_label_values(&[rule, account])
+            .set(samples as f64);
     }
 
     /// Counts of a rule's instances per verdict after one evaluation.

@@ -593,6 +593,25 @@ pub struct AlertRecord {
     pub contributors: Vec<ContributorLine>,
 }
 
+/// eval ↔ store: what an anomaly rule's detector has learned for one instance, kept between
+/// evaluations so each evaluation only feeds the windows that are new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorState {
+    pub rule: String,
+    /// The instance within the rule (account and unit).
+    pub instance: String,
+    /// Identifies the detector settings; a state learned under other settings is discarded.
+    pub config: String,
+    /// End of the newest window learned.
+    pub learned_until: Timestamp,
+    /// End of the first window learned.
+    pub learning_since: Timestamp,
+    pub samples: u64,
+    /// The detector itself, serialised (opaque to the store).
+    pub state: String,
+    pub updated_at: Timestamp,
+}
+
 /// One alert instance's verdict at the last evaluation, for `/api/v1/rules`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceStatus {

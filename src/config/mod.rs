@@ -279,7 +279,11 @@ impl RuleConfig {
             ],
             RuleConfig::Change(r) => vec![("series.source", r.series.source.as_deref())],
             RuleConfig::Stale(r) => vec![("source", r.source.as_deref())],
-            RuleConfig::Anomaly(r) => vec![("series.source", r.series.source.as_deref())],
+            RuleConfig::Anomaly(r) => match &r.input {
+                rules::AnomalyInput::Series(s) => vec![("series.source", s.source.as_deref())],
+                // The ratio rule's own sources are checked with it.
+                rules::AnomalyInput::UnitCost { .. } => Vec::new(),
+            },
         }
     }
 
@@ -291,6 +295,30 @@ impl RuleConfig {
             RuleConfig::Change(r) => &r.meta.name,
             RuleConfig::Stale(r) => &r.meta.name,
             RuleConfig::Anomaly(r) => &r.meta.name,
+        }
+    }
+}
+
+/// Anomaly rules on a unit cost get their ratio rule, by name, once all rules are known.
+fn resolve_unit_cost_inputs(rules: &mut [(String, RuleConfig)], c: &mut Checker) {
+    let ratios: BTreeMap<String, rules::RatioRule> = rules
+        .iter()
+        .filter_map(|(_, r)| match r {
+            RuleConfig::Ratio(ratio) => Some((ratio.meta.name.clone(), ratio.clone())),
+            _ => None,
+        })
+        .collect();
+    for (path, rule) in rules.iter_mut() {
+        if let RuleConfig::Anomaly(a) = rule
+            && let rules::AnomalyInput::UnitCost { ratio, rule } = &mut a.input
+        {
+            match ratios.get(ratio.as_str()) {
+                Some(found) => *rule = Some(Box::new(found.clone())),
+                None => c.error(
+                    format!("{path}.unit_cost_of"),
+                    format!("no ratio rule named {ratio:?}"),
+                ),
+            }
         }
     }
 }
@@ -609,8 +637,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                 format!("duplicate rule name {:?}", rule.name()),
             );
         }
-        rules.push(rule);
+        rules.push((path, rule));
     }
+    resolve_unit_cost_inputs(&mut rules, &mut c);
+    let rules: Vec<RuleConfig> = rules.into_iter().map(|(_, r)| r).collect();
 
     let mut receiver_names = BTreeSet::new();
     let mut receivers = Vec::new();
@@ -898,6 +928,46 @@ levels = [{ percent = 80, basis = "guess" }, { percent = -1 }]
         assert!(
             text.iter()
                 .any(|e| e.starts_with("rules[0].budget.levels[1].percent")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn anomaly_on_a_unit_cost_names_an_existing_ratio_rule() {
+        let ratio = r#"
+[[rules]]
+[rules.ratio]
+name = "unit-cost"
+numerator = {}
+denominator = {}
+band = { max = "0.10" }
+"#;
+        let ok = check(&format!(
+            "{ratio}\n[[rules]]\n[rules.anomaly]\nname = \"a\"\nunit_cost_of = \"unit-cost\"\nwindow = \"1h\"\n"
+        ))
+        .unwrap();
+        let RuleConfig::Anomaly(a) = &ok.rules[1] else {
+            panic!("{:?}", ok.rules[1]);
+        };
+        assert!(matches!(
+            &a.input,
+            rules::AnomalyInput::UnitCost { rule: Some(r), .. } if r.meta.name == "unit-cost"
+        ));
+
+        let errs = check(&format!(
+            "{ratio}\n[[rules]]\n[rules.anomaly]\nname = \"a\"\nunit_cost_of = \"nope\"\n\n[[rules]]\n[rules.anomaly]\nname = \"b\"\nunit_cost_of = \"unit-cost\"\nseries = {{}}\n"
+        ))
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("rules[1].anomaly.unit_cost_of")
+                    && e.contains("no ratio rule named \"nope\"")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|e| e.starts_with("rules[2].anomaly.unit_cost_of") && e.contains("not both")),
             "{text:?}"
         );
     }

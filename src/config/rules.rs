@@ -21,7 +21,7 @@ pub struct RawSelector {
     pub matchers: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Selector {
     pub source: Option<String>,
     pub series: String,
@@ -69,7 +69,7 @@ pub struct RuleMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Direction {
     Up,
     Down,
@@ -188,7 +188,7 @@ pub struct ChangeRule {
 #[derive(Debug, Clone)]
 pub struct AnomalyRule {
     pub meta: RuleMeta,
-    pub series: Selector,
+    pub input: AnomalyInput,
     /// Values are amounts per window (spend per hour, requests per day).
     pub window: Duration,
     pub window_offset: Duration,
@@ -200,6 +200,19 @@ pub struct AnomalyRule {
     pub threshold: f64,
     pub direction: Direction,
     pub min_impact: Decimal,
+}
+
+/// What an anomaly rule watches.
+#[derive(Debug, Clone)]
+pub enum AnomalyInput {
+    /// Per-window amounts of the selected series, per account and unit.
+    Series(Selector),
+    /// Per-window unit cost of the named ratio rule (spend over traffic), per account and
+    /// currency. `rule` is filled in once every rule of the config is known.
+    UnitCost {
+        ratio: String,
+        rule: Option<Box<RatioRule>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -308,8 +321,9 @@ pub struct RawChange {
 #[serde(deny_unknown_fields)]
 pub struct RawAnomaly {
     pub name: String,
-    #[serde(default)]
-    pub series: RawSelector,
+    pub series: Option<RawSelector>,
+    /// Name of a ratio rule whose unit cost this rule watches (instead of `series`).
+    pub unit_cost_of: Option<String>,
     pub window: Option<String>,
     pub window_offset: Option<String>,
     pub history: Option<String>,
@@ -737,10 +751,27 @@ impl RawAnomaly {
                 "give the detector at least 10 windows of history",
             );
         }
+        let input = match (&self.series, &self.unit_cost_of) {
+            (Some(_), Some(_)) => {
+                c.error(
+                    format!("{path}.unit_cost_of"),
+                    "give either `series` or `unit_cost_of`, not both",
+                );
+                AnomalyInput::Series(Selector::default())
+            }
+            (None, Some(ratio)) => AnomalyInput::UnitCost {
+                ratio: ratio.clone(),
+                rule: None,
+            },
+            (series_raw, None) => AnomalyInput::Series(
+                series_raw
+                    .as_ref()
+                    .unwrap_or(&RawSelector::default())
+                    .validate(&format!("{path}.series"), series::SPEND_PTD, c),
+            ),
+        };
         AnomalyRule {
-            series: self
-                .series
-                .validate(&format!("{path}.series"), series::SPEND_PTD, c),
+            input,
             meta,
             window,
             window_offset: c.duration(

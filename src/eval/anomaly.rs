@@ -1,20 +1,129 @@
-//! `anomaly`: a streaming detector over a series' per-window amounts (spend per hour,
-//! requests per day), per account and unit. The detector replays the bounded history held in
-//! the store at each evaluation, so a restart relearns nothing that was stored.
+//! `anomaly`: a streaming detector over per-window values — a series' amounts (spend per
+//! hour, requests per day) or a ratio rule's unit cost — per account and unit.
+//!
+//! The detector's learned state lives in the store. Each evaluation feeds it only the settled
+//! windows it has not seen (normally none or one), judges the current window against a copy,
+//! and saves the state back: O(1) work per evaluation, and a restart resumes instead of
+//! relearning. Without a usable state (first run, changed settings, unreadable row) the
+//! detector learns the rule's `history` from the stored points once.
+
+use std::collections::HashMap;
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::{FromPrimitive, ToPrimitive};
 
-use super::detectors::{self, Sample};
+use super::detectors::{self, AnyDetector, Detector, Sample};
 use super::explain::{self, Facts};
-use super::select::{coverage_hint, load_groups};
+use super::ratio;
+use super::select::{Group, coverage_hint, load_groups};
 use super::window::aligned_windows;
 use super::{EvalError, base_transition, breach_or_clear, signed, waiting};
-use crate::config::rules::AnomalyRule;
+use crate::config::rules::{AnomalyInput, AnomalyRule, RatioRule};
 use crate::metrics::Metrics;
-use crate::model::Transition;
+use crate::model::{Currency, DetectorState, Transition, Unit};
 use crate::store::Store;
+
+/// One instance the rule watches.
+enum Watched<'a> {
+    Series(&'a Group),
+    UnitCost {
+        ratio: &'a RatioRule,
+        spend: &'a Group,
+        traffic: &'a Group,
+        currency: Currency,
+    },
+}
+
+/// The value of one window.
+enum Value {
+    Known(Decimal),
+    /// The window is complete but has no value to learn from (no traffic).
+    Absent(String),
+    /// Data for the window is not all in yet.
+    Incomplete(String),
+}
+
+impl Watched<'_> {
+    fn account(&self) -> &str {
+        match self {
+            Watched::Series(g) => &g.account,
+            Watched::UnitCost { spend, .. } => &spend.account,
+        }
+    }
+
+    fn unit(&self) -> Unit {
+        match self {
+            Watched::Series(g) => g.unit.clone(),
+            Watched::UnitCost { currency, .. } => Unit::Money(currency.clone()),
+        }
+    }
+
+    /// Identity within the rule, for the stored detector state.
+    fn instance(&self) -> String {
+        match self {
+            Watched::Series(g) => format!("{} in {}", g.account, g.unit),
+            Watched::UnitCost {
+                currency, traffic, ..
+            } => format!("{} in {currency} per {}", self.account(), traffic.unit),
+        }
+    }
+
+    fn value(&self, w: (Timestamp, Timestamp)) -> Value {
+        match self {
+            Watched::Series(g) => match g.window_sum(w.0, w.1) {
+                Some(v) => Value::Known(v),
+                None => Value::Incomplete(format!(
+                    "window not complete: {}",
+                    coverage_hint(g, w.0, w.1)
+                )),
+            },
+            Watched::UnitCost {
+                ratio,
+                spend,
+                traffic,
+                ..
+            } => match ratio::sample(ratio, spend, traffic, w.0, w.1) {
+                ratio::Sample::Cost { cost, .. } => Value::Known(cost),
+                ratio::Sample::NoTraffic { .. } => Value::Absent("no traffic in the window".into()),
+                ratio::Sample::Incomplete(why) => Value::Incomplete(why),
+            },
+        }
+    }
+
+    fn format(&self, v: Decimal) -> String {
+        match self {
+            Watched::Series(g) => explain::amount(v, &g.unit),
+            Watched::UnitCost {
+                ratio,
+                traffic,
+                currency,
+                ..
+            } => explain::unit_cost(v, currency, ratio.per, &traffic.unit.to_string()),
+        }
+    }
+}
+
+/// Identifies the settings a learned state depends on.
+fn settings_id(rule: &AnomalyRule) -> String {
+    let input = match &rule.input {
+        AnomalyInput::Series(s) => format!("series {s:?}"),
+        AnomalyInput::UnitCost { ratio, rule } => format!(
+            "unit cost of {ratio} {:?}",
+            rule.as_ref().map(|r| (
+                &r.numerator,
+                &r.denominator,
+                r.per,
+                r.window,
+                r.window_offset
+            ))
+        ),
+    };
+    format!(
+        "v1 {} {:?} window {:?}+{:?} {input}",
+        rule.detector, rule.params, rule.window, rule.window_offset
+    )
+}
 
 pub fn evaluate(
     rule: &AnomalyRule,
@@ -28,109 +137,250 @@ pub fn evaluate(
     let (Some(&current), Some(&first)) = (windows.last(), windows.first()) else {
         return Ok(Vec::new());
     };
-    let groups = load_groups(
-        store,
-        &rule.series,
-        &rule.meta.accounts,
-        first.0 - window,
-        at,
-    )?;
+    let from = first.0 - window;
+
+    // What to watch: one instance per account and unit.
+    let (groups, traffic_groups, ratio_rule) = match &rule.input {
+        AnomalyInput::Series(selector) => (
+            load_groups(store, selector, &rule.meta.accounts, from, at)?,
+            Vec::new(),
+            None,
+        ),
+        AnomalyInput::UnitCost {
+            rule: Some(ratio_rule),
+            ..
+        } => (
+            load_groups(store, &ratio_rule.numerator, &rule.meta.accounts, from, at)?,
+            load_groups(store, &ratio_rule.denominator, &[], from, at)?,
+            Some(ratio_rule.as_ref()),
+        ),
+        AnomalyInput::UnitCost { ratio, rule: None } => {
+            return Err(EvalError::Rule {
+                rule: rule.meta.name.clone(),
+                reason: format!("the ratio rule {ratio:?} it watches is not configured"),
+            });
+        }
+    };
+
+    let settings = settings_id(rule);
+    let mut saved: HashMap<String, DetectorState> = store
+        .detector_states(&rule.meta.name)?
+        .into_iter()
+        .map(|s| (s.instance.clone(), s))
+        .collect();
+    let mut to_save = Vec::new();
     let mut out = Vec::new();
+
     for group in &groups {
         let mut t = base_transition(&rule.meta, "anomaly", &group.account);
-        if let Some(c) = group.unit.currency() {
+        let watched = match ratio_rule {
+            None => Watched::Series(group),
+            Some(ratio_rule) => {
+                let Unit::Money(currency) = &group.unit else {
+                    return Err(EvalError::Unit {
+                        series: format!("{} numerator of {}", group.account, ratio_rule.meta.name),
+                        unit: group.unit.to_string(),
+                    });
+                };
+                match ratio::denominator_for(ratio_rule, group, &traffic_groups)? {
+                    Ok(traffic) => Watched::UnitCost {
+                        ratio: ratio_rule,
+                        spend: group,
+                        traffic,
+                        currency: currency.clone(),
+                    },
+                    Err(why) => {
+                        out.push(waiting(t, at, &why));
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Some(c) = watched.unit().currency() {
             t.labels.insert("currency".into(), c.to_string());
         }
         t.data_time = current.1;
-        let Some(now) = group.window_sum(current.0, current.1) else {
+        let instance = watched.instance();
+
+        // Resume the stored detector, or start one that learns the whole history once.
+        let resumed = saved
+            .remove(&instance)
+            .filter(|s| s.config == settings)
+            .and_then(|s| match AnyDetector::restore(&s.state) {
+                Ok(d) => Some((d, s)),
+                Err(e) => {
+                    tracing::warn!(rule = %rule.meta.name, instance = %instance, error = %e,
+                        "Stored detector state is unreadable; relearning from history.");
+                    None
+                }
+            });
+        let (mut detector, mut state) = match resumed {
+            Some(found) => found,
+            None => (
+                detectors::build(&rule.detector, &rule.params).map_err(|e| EvalError::Rule {
+                    rule: rule.meta.name.clone(),
+                    reason: e,
+                })?,
+                DetectorState {
+                    rule: rule.meta.name.clone(),
+                    instance: instance.clone(),
+                    config: settings.clone(),
+                    learned_until: Timestamp::UNIX_EPOCH,
+                    learning_since: Timestamp::UNIX_EPOCH,
+                    samples: 0,
+                    state: String::new(),
+                    updated_at: at,
+                },
+            ),
+        };
+
+        // Learn the settled windows not yet seen. A window is settled once it, or any later
+        // window, is complete: an incomplete window before a complete one is a gap in the
+        // data, not data still on its way.
+        let current_value = watched.value(current);
+        let pending: Vec<((Timestamp, Timestamp), Value)> = windows[..windows.len() - 1]
+            .iter()
+            .filter(|w| w.1 > state.learned_until)
+            .map(|w| (*w, watched.value(*w)))
+            .collect();
+        let settled_upto = if matches!(current_value, Value::Incomplete(_)) {
+            pending
+                .iter()
+                .rposition(|(_, v)| !matches!(v, Value::Incomplete(_)))
+                .map_or(0, |i| i + 1)
+        } else {
+            pending.len()
+        };
+        let mut learned = 0usize;
+        for (w, v) in &pending[..settled_upto] {
+            if let Value::Known(v) = v
+                && let Some(value) = v.to_f64()
+            {
+                detector.observe(Sample { at: w.1, value });
+                if state.samples == 0 {
+                    state.learning_since = w.1;
+                }
+                state.samples += 1;
+            }
+            state.learned_until = w.1;
+            learned += 1;
+        }
+        if learned > 0 || state.state.is_empty() {
+            match detector.save() {
+                Ok(json) => {
+                    state.state = json;
+                    state.updated_at = at;
+                    to_save.push(state.clone());
+                }
+                Err(e) => tracing::warn!(rule = %rule.meta.name, instance = %instance, error = %e,
+                    "Detector state cannot be saved; it will be relearned."),
+            }
+        }
+        if state.samples > 0 {
+            metrics.anomaly_state(
+                &rule.meta.name,
+                &group.account,
+                at.duration_since(state.learning_since)
+                    .as_secs_f64()
+                    .max(0.0),
+                state.samples,
+            );
+        }
+
+        let now = match current_value {
+            Value::Known(v) => v,
+            Value::Absent(why) | Value::Incomplete(why) => {
+                out.push(waiting(t, at, &why));
+                continue;
+            }
+        };
+        // Judge the current window without learning it: it is learned once settled.
+        let assessment = now.to_f64().and_then(|value| {
+            detector.clone().observe(Sample {
+                at: current.1,
+                value,
+            })
+        });
+        let Some(a) = assessment else {
             out.push(waiting(
                 t,
                 at,
                 &format!(
-                    "window not complete: {}",
-                    coverage_hint(group, current.0, current.1)
+                    "{} is still learning this series ({} windows learned)",
+                    rule.detector, state.samples
                 ),
             ));
             continue;
         };
-        // Replay the history (gaps are skipped, as the detector expects irregular series).
-        let mut detector =
-            detectors::build(&rule.detector, &rule.params).map_err(|e| EvalError::Unit {
-                series: rule.meta.name.clone(),
-                unit: e,
-            })?;
-        let mut last = None;
-        for w in &windows {
-            let Some(v) = group.window_sum(w.0, w.1).and_then(|d| d.to_f64()) else {
-                continue;
-            };
-            last = detector.observe(Sample { at: w.1, value: v });
-        }
-        let Some(a) = last else {
-            out.push(waiting(
-                t,
-                at,
-                &format!("{} is still learning this series", rule.detector),
-            ));
-            continue;
-        };
-        let expected = Decimal::from_f64(a.expected).unwrap_or(now);
-        let impact = now - expected;
-        let up = a.deviation > 0.0;
-        let breach = a.score >= rule.threshold
-            && rule.direction.allows(up)
-            && impact.abs() >= rule.min_impact;
-        metrics.anomaly(
-            &rule.meta.name,
-            &group.account,
-            a.expected,
-            a.lower,
-            a.upper,
-            a.score,
-        );
-        let facts = Facts {
-            rule: rule.meta.name.clone(),
-            account: group.account.clone(),
-            window_start: current.0.to_string(),
-            window_end: current.1.to_string(),
-            value: explain::amount(now, &group.unit),
-            expected: explain::amount(expected, &group.unit),
-            expected_low: explain::amount(
-                Decimal::from_f64(a.lower).unwrap_or(expected),
-                &group.unit,
-            ),
-            expected_high: explain::amount(
-                Decimal::from_f64(a.upper).unwrap_or(expected),
-                &group.unit,
-            ),
-            learned_from: a.explanation.clone(),
-            score: format!("{:.4}", a.score),
-            impact: explain::amount(impact, &group.unit),
-            ..Facts::default()
-        };
-        let summary = format!(
-            "Account {}: {} in the {} window ending {} (expected {}, {}–{}; score {}): {}; impact {}",
-            group.account,
-            facts.value,
-            explain::window_name(rule.window),
-            current.1,
-            facts.expected,
-            facts.expected_low,
-            facts.expected_high,
-            facts.score,
-            a.explanation,
-            facts.impact,
-        );
-        out.push(breach_or_clear(
-            t,
-            breach,
-            now,
-            expected,
-            group.unit.clone(),
-            summary,
-            &rule.meta,
-            &facts,
-        ));
+        out.push(judge(rule, &watched, t, current, now, &a, metrics));
+    }
+    if !to_save.is_empty() {
+        store.save_detector_states(&to_save)?;
     }
     Ok(out)
+}
+
+fn judge(
+    rule: &AnomalyRule,
+    watched: &Watched<'_>,
+    t: Transition,
+    current: (Timestamp, Timestamp),
+    now: Decimal,
+    a: &detectors::Assessment,
+    metrics: &Metrics,
+) -> Transition {
+    let expected = Decimal::from_f64(a.expected).unwrap_or(now);
+    let impact = now - expected;
+    let up = a.deviation > 0.0;
+    let breach =
+        a.score >= rule.threshold && rule.direction.allows(up) && impact.abs() >= rule.min_impact;
+    let account = watched.account();
+    metrics.anomaly(
+        &rule.meta.name,
+        account,
+        a.expected,
+        a.lower,
+        a.upper,
+        a.score,
+    );
+    let facts = Facts {
+        rule: rule.meta.name.clone(),
+        account: account.to_string(),
+        window_start: current.0.to_string(),
+        window_end: current.1.to_string(),
+        value: watched.format(now),
+        expected: watched.format(expected),
+        expected_low: watched.format(Decimal::from_f64(a.lower).unwrap_or(expected)),
+        expected_high: watched.format(Decimal::from_f64(a.upper).unwrap_or(expected)),
+        learned_from: a.explanation.clone(),
+        score: format!("{:.4}", a.score),
+        impact: watched.format(impact),
+        ..Facts::default()
+    };
+    let what = match watched {
+        Watched::Series(_) => "",
+        Watched::UnitCost { .. } => "unit cost ",
+    };
+    let summary = format!(
+        "Account {account}: {what}{} in the {} window ending {} (expected {}, {}–{}; score {}): {}; impact {}",
+        facts.value,
+        explain::window_name(rule.window),
+        current.1,
+        facts.expected,
+        facts.expected_low,
+        facts.expected_high,
+        facts.score,
+        a.explanation,
+        facts.impact,
+    );
+    breach_or_clear(
+        t,
+        breach,
+        now,
+        expected,
+        watched.unit(),
+        summary,
+        &rule.meta,
+        &facts,
+    )
 }

@@ -45,6 +45,8 @@ pub enum EvalError {
     },
     #[error("series {series} is in {unit}, not money")]
     Unit { series: String, unit: String },
+    #[error("rule {rule}: {reason}")]
+    Rule { rule: String, reason: String },
 }
 
 /// The result of evaluating every rule once.

@@ -17,7 +17,7 @@ use crate::model::{Transition, Unit};
 use crate::store::Store;
 
 /// Unit cost of one window, or why there is none.
-enum Sample {
+pub(crate) enum Sample {
     Cost {
         cost: Decimal,
         spend: Decimal,
@@ -29,7 +29,13 @@ enum Sample {
     Incomplete(String),
 }
 
-fn sample(rule: &RatioRule, num: &Group, den: &Group, start: Timestamp, end: Timestamp) -> Sample {
+pub(crate) fn sample(
+    rule: &RatioRule,
+    num: &Group,
+    den: &Group,
+    start: Timestamp,
+    end: Timestamp,
+) -> Sample {
     let Some(spend) = num.window_sum(start, end) else {
         return Sample::Incomplete(format!(
             "spend not complete for the window: {}",
@@ -79,6 +85,32 @@ fn history_windows(
         .collect()
 }
 
+/// The traffic group a spend group is divided by: the same account's, or the one account the
+/// denominator names. `Ok(Err(why))` when there is none yet.
+pub(crate) fn denominator_for<'a>(
+    rule: &RatioRule,
+    num: &Group,
+    denominators: &'a [Group],
+) -> Result<Result<&'a Group, String>, EvalError> {
+    let den_account = rule
+        .denominator
+        .matchers
+        .get("account")
+        .unwrap_or(&num.account);
+    let dens: Vec<&Group> = denominators
+        .iter()
+        .filter(|d| &d.account == den_account)
+        .collect();
+    match dens.as_slice() {
+        [one] => Ok(Ok(*one)),
+        [] => Ok(Err(format!("no traffic series for account {den_account}"))),
+        _ => Err(EvalError::Unit {
+            series: format!("{den_account} denominator of {}", rule.meta.name),
+            unit: "several units; narrow the denominator with `match`".into(),
+        }),
+    }
+}
+
 pub fn evaluate(
     rule: &RatioRule,
     store: &dyn Store,
@@ -99,7 +131,6 @@ pub fn evaluate(
     let from = first.0 - window;
     let numerators = load_groups(store, &rule.numerator, &rule.meta.accounts, from, at)?;
     let denominators = load_groups(store, &rule.denominator, &[], from, at)?;
-    let fixed_denominator = rule.denominator.matchers.get("account");
 
     let mut out = Vec::new();
     for num in &numerators {
@@ -111,26 +142,11 @@ pub fn evaluate(
         };
         let mut t = base_transition(&rule.meta, "ratio", &num.account);
         t.labels.insert("currency".into(), currency.to_string());
-        let den_account = fixed_denominator.unwrap_or(&num.account);
-        let dens: Vec<&Group> = denominators
-            .iter()
-            .filter(|d| &d.account == den_account)
-            .collect();
-        let den = match dens.as_slice() {
-            [one] => *one,
-            [] => {
-                out.push(waiting(
-                    t,
-                    at,
-                    &format!("no traffic series for account {den_account}"),
-                ));
+        let den = match denominator_for(rule, num, &denominators)? {
+            Ok(den) => den,
+            Err(why) => {
+                out.push(waiting(t, at, &why));
                 continue;
-            }
-            _ => {
-                return Err(EvalError::Unit {
-                    series: format!("{den_account} denominator of {}", rule.meta.name),
-                    unit: "several units; narrow the denominator with `match`".into(),
-                });
             }
         };
         let unit = den.unit.to_string();

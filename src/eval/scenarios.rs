@@ -723,14 +723,13 @@ fn change_per_billing_period_compares_invoices() {
     );
 }
 
-#[test]
-fn anomaly_rule_flags_the_doubled_hourly_spend() {
-    let store = SqliteStore::open_in_memory().unwrap();
-    doubled_spend().fill(&store);
-    let r = rule(10, NoTraffic::Wait);
-    let anomaly = crate::config::RuleConfig::Anomaly(crate::config::rules::AnomalyRule {
-        meta: meta("spend-anomaly"),
-        series: r.numerator,
+fn anomaly_rule(
+    name: &str,
+    input: crate::config::rules::AnomalyInput,
+) -> crate::config::RuleConfig {
+    crate::config::RuleConfig::Anomaly(crate::config::rules::AnomalyRule {
+        meta: meta(name),
+        input,
         window: Duration::from_secs(3600),
         window_offset: Duration::ZERO,
         history: Duration::from_secs(14 * 86_400),
@@ -739,7 +738,41 @@ fn anomaly_rule_flags_the_doubled_hourly_spend() {
         threshold: 0.999,
         direction: Direction::Up,
         min_impact: Decimal::ONE,
-    });
+    })
+}
+
+fn spend_anomaly() -> crate::config::RuleConfig {
+    anomaly_rule(
+        "spend-anomaly",
+        crate::config::rules::AnomalyInput::Series(rule(10, NoTraffic::Wait).numerator),
+    )
+}
+
+fn unit_cost_anomaly() -> crate::config::RuleConfig {
+    let mut ratio = rule(0, NoTraffic::Wait);
+    ratio.meta.name = "unit-cost".into();
+    let mut r = anomaly_rule(
+        "unit-cost-anomaly",
+        crate::config::rules::AnomalyInput::UnitCost {
+            ratio: "unit-cost".into(),
+            rule: Some(Box::new(ratio)),
+        },
+    );
+    if let crate::config::RuleConfig::Anomaly(a) = &mut r {
+        a.min_impact = Decimal::ZERO;
+    }
+    r
+}
+
+fn states(store: &SqliteStore, rule: &str) -> Vec<crate::model::DetectorState> {
+    store.detector_states(rule).unwrap()
+}
+
+#[test]
+fn anomaly_rule_flags_the_doubled_hourly_spend() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let anomaly = spend_anomaly();
     let quiet = evaluate_one(&store, &anomaly, day(19.6));
     assert!(
         matches!(quiet.outcome, Outcome::Clear(_)),
@@ -755,4 +788,136 @@ fn anomaly_rule_flags_the_doubled_hourly_spend() {
         "{}",
         f.summary
     );
+}
+
+#[test]
+fn anomaly_detector_state_streams_and_survives_a_restart() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let anomaly = spend_anomaly();
+    let start = day(18.0) + SignedDuration::from_mins(10);
+    evaluate_one(&store, &anomaly, start);
+    let first = states(&store, "spend-anomaly");
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The first evaluation learns the configured history once (14 days of hourly windows).
+    assert!(
+        (14 * 24 - 2..=14 * 24).contains(&(first[0].samples as i64)),
+        "{}",
+        first[0].samples
+    );
+    // A re-evaluation within the same hour learns nothing new.
+    evaluate_one(&store, &anomaly, start + SignedDuration::from_mins(20));
+    assert_eq!(states(&store, "spend-anomaly")[0].samples, first[0].samples);
+    // Each later hour, by a new evaluator (as after a restart), learns exactly one window
+    // and keeps where learning began: nothing is relearned.
+    for hour in 1..=5 {
+        let restarted = super::Evaluator::new(vec![anomaly.clone()]);
+        let evaluation = restarted.evaluate(
+            &store,
+            start + SignedDuration::from_hours(hour),
+            &Metrics::new(),
+        );
+        assert!(evaluation.errors.is_empty(), "{:?}", evaluation.errors);
+        let now = states(&store, "spend-anomaly");
+        assert_eq!(now[0].samples, first[0].samples + hour as u64);
+        assert_eq!(now[0].learning_since, first[0].learning_since);
+        assert_eq!(
+            now[0].learned_until,
+            first[0].learned_until + SignedDuration::from_hours(hour)
+        );
+    }
+}
+
+#[test]
+fn anomaly_state_from_other_settings_or_unreadable_is_relearned() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let at = day(18.0) + SignedDuration::from_mins(10);
+    evaluate_one(&store, &spend_anomaly(), at);
+    let learned = states(&store, "spend-anomaly")[0].clone();
+
+    // An unreadable row: the rule relearns the history rather than failing or judging blind.
+    let mut broken = learned.clone();
+    broken.state = "{not json".into();
+    broken.samples = 3;
+    store.save_detector_states(&[broken]).unwrap();
+    let t = evaluate_one(&store, &spend_anomaly(), at);
+    assert!(matches!(t.outcome, Outcome::Clear(_)), "{}", summary(&t));
+    assert_eq!(states(&store, "spend-anomaly")[0].samples, learned.samples);
+
+    // Other detector settings: the old state is not reused.
+    let mut other = spend_anomaly();
+    if let crate::config::RuleConfig::Anomaly(a) = &mut other {
+        a.detector = "ewma".into();
+    }
+    let mut marked = learned.clone();
+    marked.samples = 1_000_000;
+    store.save_detector_states(&[marked]).unwrap();
+    evaluate_one(&store, &other, at);
+    let now = states(&store, "spend-anomaly");
+    assert_eq!(now[0].samples, learned.samples, "relearned from history");
+    assert!(now[0].state.contains("\"ewma\""), "{}", &now[0].state[..60]);
+}
+
+#[test]
+fn unit_cost_anomaly_ignores_traffic_growth_and_flags_a_price_change() {
+    // Traffic doubles on day 20 and spend follows it: spend is anomalous, unit cost is not.
+    let grows = Scenario {
+        account: "a",
+        traffic: traffic(
+            10_000.0,
+            vec![TrafficIncident {
+                from_day: 20.0,
+                to_day: 99.0,
+                factor: 2.0,
+            }],
+        ),
+        items: normal_items(),
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let store = SqliteStore::open_in_memory().unwrap();
+    grows.fill(&store);
+    // Midday, when doubled spend stands out of the whole daily range too (auto wants both
+    // its time-of-day and its whole-series baseline to agree).
+    let at = day(20.0) + SignedDuration::from_mins(13 * 60 + 10);
+    let spend = evaluate_one(&store, &spend_anomaly(), at);
+    assert!(
+        matches!(spend.outcome, Outcome::Breach(_)),
+        "{}",
+        summary(&spend)
+    );
+    let cost = evaluate_one(&store, &unit_cost_anomaly(), at);
+    assert!(
+        matches!(cost.outcome, Outcome::Clear(_)),
+        "{}",
+        summary(&cost)
+    );
+    assert!(summary(&cost).contains("unit cost"), "{}", summary(&cost));
+
+    // The price of the main item triples on day 20 on unchanged traffic.
+    let mut items = normal_items();
+    items[0].change = Some((20.0, 0.0, 3.0));
+    let repriced = Scenario {
+        account: "a",
+        traffic: traffic(10_000.0, Vec::new()),
+        items,
+        days: 21,
+        spend_lag_hours: 0,
+    };
+    let store = SqliteStore::open_in_memory().unwrap();
+    repriced.fill(&store);
+    let quiet = evaluate_one(&store, &unit_cost_anomaly(), day(19.5));
+    assert!(
+        matches!(quiet.outcome, Outcome::Clear(_)),
+        "{}",
+        summary(&quiet)
+    );
+    let t = evaluate_one(&store, &unit_cost_anomaly(), at);
+    let Outcome::Breach(f) = &t.outcome else {
+        panic!("expected a breach: {}", summary(&t));
+    };
+    assert!(f.summary.contains(" per 1k requests"), "{}", f.summary);
+    assert_eq!(t.labels["rule_type"], "anomaly");
+    assert_eq!(t.labels["currency"], "USD");
 }

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 pub use sqlite::SqliteStore;
 
 use crate::model::{
-    AlertRecord, Notification, Observation, ObservationKind, Point, SeriesKey, Unit,
+    AlertRecord, DetectorState, Notification, Observation, ObservationKind, Point, SeriesKey, Unit,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -111,4 +111,9 @@ pub trait Store: Send + Sync {
         error: &str,
     ) -> Result<(), StoreError>;
     fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+
+    /// Every detector state saved for `rule`.
+    fn detector_states(&self, rule: &str) -> Result<Vec<DetectorState>, StoreError>;
+    /// Upserts states (one transaction).
+    fn save_detector_states(&self, states: &[DetectorState]) -> Result<(), StoreError>;
 }

@@ -11,7 +11,8 @@ use rust_decimal::Decimal;
 
 use super::{OutboxEntry, OutboxStats, PutStats, SeriesFilter, SeriesMeta, Store, StoreError};
 use crate::model::{
-    AlertRecord, Notification, Observation, ObservationKind, Period, Point, SeriesKey, Unit,
+    AlertRecord, DetectorState, Notification, Observation, ObservationKind, Period, Point,
+    SeriesKey, Unit,
 };
 
 /// Applied in order; `PRAGMA user_version` records how many ran. Never edit a shipped entry.
@@ -56,6 +57,18 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_due ON outbox (delivered_ms, next_attempt_ms);",
     // 2: rules read one account's series at a time
     "CREATE INDEX series_by_account_metric ON series (account, metric);",
+    // 3: anomaly detectors' learned state, so evaluations stream and restarts resume
+    "CREATE TABLE detector_state (
+        rule TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        config TEXT NOT NULL,
+        learned_until_ms INTEGER NOT NULL,
+        learning_since_ms INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (rule, instance)
+     );",
 ];
 
 struct Inner {
@@ -483,6 +496,70 @@ impl Store for SqliteStore {
             oldest_pending: oldest.map(|v| from_ms("outbox", v)).transpose()?,
             delivered: delivered.max(0) as u64,
         })
+    }
+
+    fn detector_states(&self, rule: &str) -> Result<Vec<DetectorState>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(
+            "SELECT instance, config, learned_until_ms, learning_since_ms, samples, state, updated_ms
+             FROM detector_state WHERE rule = ?1",
+        )?;
+        let rows = stmt.query_map(params![rule], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, i64>(6)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (instance, config, until, since, samples, state, updated) = row?;
+            out.push(DetectorState {
+                rule: rule.to_string(),
+                instance,
+                config,
+                learned_until: from_ms("detector_state", until)?,
+                learning_since: from_ms("detector_state", since)?,
+                samples: samples.max(0) as u64,
+                state,
+                updated_at: from_ms("detector_state", updated)?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn save_detector_states(&self, states: &[DetectorState]) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO detector_state
+                    (rule, instance, config, learned_until_ms, learning_since_ms, samples, state, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (rule, instance) DO UPDATE SET
+                    config = excluded.config, learned_until_ms = excluded.learned_until_ms,
+                    learning_since_ms = excluded.learning_since_ms, samples = excluded.samples,
+                    state = excluded.state, updated_ms = excluded.updated_ms",
+            )?;
+            for s in states {
+                stmt.execute(params![
+                    s.rule,
+                    s.instance,
+                    s.config,
+                    ms(s.learned_until),
+                    ms(s.learning_since),
+                    i64::try_from(s.samples).unwrap_or(i64::MAX),
+                    s.state,
+                    ms(s.updated_at),
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 

@@ -18,6 +18,7 @@ const DAILY_STRICTNESS: f64 = 2.0;
 /// Samples collected before the interval is inferred.
 const PROBE: usize = 24;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Auto {
     sensitivity: f64,
     probe: Vec<Sample>,

@@ -6,6 +6,7 @@ use super::{Assessment, Detector, Sample, score_from_deviation, short};
 
 const MIN_RELATIVE_SPREAD: f64 = 0.02;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Cusum {
     alpha: f64,
     k: f64,

@@ -7,6 +7,7 @@ use super::{Assessment, Detector, Sample, assess, short};
 /// Spread floor as a share of |mean| (flat series).
 const MIN_RELATIVE_SPREAD: f64 = 0.02;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ewma {
     alpha: f64,
     mean: f64,

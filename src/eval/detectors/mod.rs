@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 /// One value of a series at the time it describes.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub at: Timestamp,
     pub value: f64,
@@ -88,8 +88,61 @@ pub fn short(v: f64) -> String {
     }
 }
 
+/// Any built-in detector, as one serialisable value: what the store keeps between
+/// evaluations so a restart continues where it stopped instead of relearning.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "detector", content = "state", rename_all = "snake_case")]
+pub enum AnyDetector {
+    Auto(auto::Auto),
+    RobustZ(robust_z::RobustZ),
+    Ewma(ewma::Ewma),
+    Seasonal(seasonal::Seasonal),
+    StudentT(student_t::StudentT),
+    Cusum(cusum::Cusum),
+}
+
+impl AnyDetector {
+    fn inner(&mut self) -> &mut dyn Detector {
+        match self {
+            AnyDetector::Auto(d) => d,
+            AnyDetector::RobustZ(d) => d,
+            AnyDetector::Ewma(d) => d,
+            AnyDetector::Seasonal(d) => d,
+            AnyDetector::StudentT(d) => d,
+            AnyDetector::Cusum(d) => d,
+        }
+    }
+
+    /// The learned state as JSON. Fails only on non-finite numbers, which JSON cannot hold;
+    /// the caller then simply relearns from stored history next time.
+    pub fn save(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| e.to_string())
+    }
+
+    pub fn restore(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+}
+
+impl Detector for AnyDetector {
+    fn name(&self) -> &'static str {
+        match self {
+            AnyDetector::Auto(d) => d.name(),
+            AnyDetector::RobustZ(d) => d.name(),
+            AnyDetector::Ewma(d) => d.name(),
+            AnyDetector::Seasonal(d) => d.name(),
+            AnyDetector::StudentT(d) => d.name(),
+            AnyDetector::Cusum(d) => d.name(),
+        }
+    }
+
+    fn observe(&mut self, sample: Sample) -> Option<Assessment> {
+        self.inner().observe(sample)
+    }
+}
+
 /// Builds a detector by name with `key=value` parameters.
-pub fn build(name: &str, params: &[(String, String)]) -> Result<Box<dyn Detector>, String> {
+pub fn build(name: &str, params: &[(String, String)]) -> Result<AnyDetector, String> {
     let get = |key: &str| -> Result<Option<f64>, String> {
         params
             .iter()
@@ -119,32 +172,32 @@ pub fn build(name: &str, params: &[(String, String)]) -> Result<Box<dyn Detector
     }
     let usize_of = |v: f64| v.max(1.0) as usize;
     Ok(match name {
-        "robust_z" => Box::new(robust_z::RobustZ::new(
+        "robust_z" => AnyDetector::RobustZ(robust_z::RobustZ::new(
             get("window")?.map_or(48, usize_of),
             get("min_samples")?.map_or(12, usize_of),
             get("sensitivity")?.unwrap_or(4.0),
         )),
-        "ewma" => Box::new(ewma::Ewma::new(
+        "ewma" => AnyDetector::Ewma(ewma::Ewma::new(
             get("alpha")?.unwrap_or(0.1),
             get("min_samples")?.map_or(12, usize_of),
             get("sensitivity")?.unwrap_or(4.0),
         )),
-        "seasonal" => Box::new(seasonal::Seasonal::new(
+        "seasonal" => AnyDetector::Seasonal(seasonal::Seasonal::new(
             get("period_hours")?.map_or(168, usize_of),
             get("per_slot")?.map_or(6, usize_of),
             get("sensitivity")?.unwrap_or(4.0),
         )),
-        "student_t" => Box::new(student_t::StudentT::new(
+        "student_t" => AnyDetector::StudentT(student_t::StudentT::new(
             get("confidence")?.unwrap_or(0.99),
             get("min_samples")?.map_or(3, usize_of),
         )),
-        "cusum" => Box::new(cusum::Cusum::new(
+        "cusum" => AnyDetector::Cusum(cusum::Cusum::new(
             get("alpha")?.unwrap_or(0.05),
             get("k")?.unwrap_or(0.5),
             get("h")?.unwrap_or(5.0),
             get("min_samples")?.map_or(12, usize_of),
         )),
-        "auto" => Box::new(auto::Auto::new(get("sensitivity")?.unwrap_or(4.0))),
+        "auto" => AnyDetector::Auto(auto::Auto::new(get("sensitivity")?.unwrap_or(4.0))),
         other => return Err(format!("unknown detector {other:?}: {}", NAMES.join(", "))),
     })
 }

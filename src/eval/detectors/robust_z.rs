@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use super::{Assessment, Detector, Sample, assess, short};
 use crate::eval::baseline::Baseline;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RobustZ {
     window: VecDeque<f64>,
     capacity: usize,

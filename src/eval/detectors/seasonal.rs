@@ -11,6 +11,7 @@ use crate::eval::baseline::Baseline;
 /// A slot needs this many past values before it is trusted.
 const MIN_PER_SLOT: usize = 3;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Seasonal {
     /// Slots per period and the length of one slot.
     period_hours: usize,

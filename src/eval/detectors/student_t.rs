@@ -8,6 +8,7 @@ use super::{Assessment, Detector, Sample, short};
 
 const MIN_RELATIVE_SPREAD: f64 = 0.02;
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StudentT {
     confidence: f64,
     min_samples: usize,

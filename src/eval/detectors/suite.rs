@@ -211,7 +211,11 @@ pub struct Score {
 /// Runs a fresh detector per scenario; an alert is a point whose score reaches `threshold`
 /// with the value above the expected one (spend: up is the incident); consecutive alerting
 /// points are one onset.
-pub fn evaluate(make: &dyn Fn() -> Box<dyn Detector>, threshold: f64, suite: &[Scenario]) -> Score {
+pub fn evaluate(
+    make: &dyn Fn() -> super::AnyDetector,
+    threshold: f64,
+    suite: &[Scenario],
+) -> Score {
     let mut s = Score::default();
     let mut delays = Vec::new();
     let mut true_onsets = 0usize;
@@ -263,6 +267,62 @@ pub fn evaluate(make: &dyn Fn() -> Box<dyn Detector>, threshold: f64, suite: &[S
     };
     s.false_per_1000 = s.false_alerts as f64 * 1000.0 / s.points.max(1) as f64;
     s
+}
+
+/// File name of a scenario: `03-egress-spike.csv`.
+pub fn file_name(index: usize, scenario: &Scenario) -> String {
+    let slug: String = scenario
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    format!("{:02}-{slug}.csv", index + 1)
+}
+
+/// Writes every scenario as `timestamp,value` (the `detect --input` format) and the incident
+/// windows as `labels.csv` (`file,name,start,end`: the first and the last incident sample).
+pub fn export(seed: u64, dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    use std::fmt::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut labels = String::from("file,name,start,end\n");
+    for (i, scenario) in scenarios(seed).iter().enumerate() {
+        let name = file_name(i, scenario);
+        let mut csv = String::from("timestamp,value\n");
+        for s in &scenario.samples {
+            let _ = writeln!(csv, "{},{}", s.at, s.value);
+        }
+        let path = dir.join(&name);
+        std::fs::write(&path, csv)?;
+        written.push(path);
+        for (a, b) in &scenario.incidents {
+            let (Some(first), Some(last)) = (
+                scenario.samples.get(*a),
+                scenario.samples.get(b.saturating_sub(1)),
+            ) else {
+                continue;
+            };
+            let _ = writeln!(
+                labels,
+                "{name},\"{}\",{},{}",
+                scenario.name, first.at, last.at
+            );
+        }
+    }
+    let path = dir.join("labels.csv");
+    std::fs::write(&path, labels)?;
+    written.push(path);
+    Ok(written)
 }
 
 /// The suite table for every detector at `threshold`, as Markdown.
