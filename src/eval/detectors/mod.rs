@@ -282,6 +282,78 @@ pub(crate) mod tests {
         }
     }
 
+    /// Property, over 300 random series (seeded): scales from 1e-9 to 1e12, either sign, spikes,
+    /// constant runs and irregular gaps — every answer is finite, the band holds the expected
+    /// value, and scores stay in [0, 1].
+    #[test]
+    fn random_series_never_break_the_invariants() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        for case in 0..300 {
+            let scale = 10f64.powi(rng.random_range(-9..=12));
+            let sign = if rng.random_bool(0.2) { -1.0 } else { 1.0 };
+            let mut at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+            let mut series = Vec::new();
+            for _ in 0..rng.random_range(1..400) {
+                at += SignedDuration::from_secs(rng.random_range(60..200_000));
+                let value = match rng.random_range(0..10) {
+                    0 => 0.0,
+                    1 => scale * 1e6 * sign,
+                    2 => scale,
+                    _ => sign * scale * rng.random_range(0.0..2.0),
+                };
+                series.push(Sample { at, value });
+            }
+            for name in NAMES {
+                let mut d = build(name, &[]).unwrap();
+                for s in &series {
+                    if let Some(a) = d.observe(*s) {
+                        for v in [a.expected, a.lower, a.upper, a.deviation, a.score] {
+                            assert!(v.is_finite(), "case {case} {name}: {a:?}");
+                        }
+                        assert!(
+                            a.lower <= a.expected && a.expected <= a.upper,
+                            "case {case} {name}: {a:?}"
+                        );
+                        assert!((0.0..=1.0).contains(&a.score), "case {case} {name}: {a:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the store keeps is the whole detector: after a save and restore mid-stream, the
+    /// restored detector judges the rest of the series exactly as the original does.
+    #[test]
+    fn saved_state_resumes_exactly() {
+        let values: Vec<f64> = (0..500)
+            .map(|i| {
+                100.0
+                    + 30.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).sin()
+                    + (i % 7) as f64
+            })
+            .collect();
+        let samples = hourly(&values);
+        for name in NAMES {
+            let mut original = build(name, &[]).unwrap();
+            for s in &samples[..350] {
+                original.observe(*s);
+            }
+            let json = original.save().unwrap();
+            let mut restored = AnyDetector::restore(&json).unwrap();
+            assert_eq!(restored.name(), *name);
+            for s in &samples[350..] {
+                assert_eq!(
+                    original.observe(*s),
+                    restored.observe(*s),
+                    "{name} at {}",
+                    s.at
+                );
+            }
+        }
+        assert!(AnyDetector::restore("{\"detector\":\"magic\",\"state\":{}}").is_err());
+    }
+
     #[test]
     fn unknown_detectors_and_parameters_are_refused() {
         assert!(build("magic", &[]).is_err());
