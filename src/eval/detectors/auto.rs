@@ -16,7 +16,7 @@ const AGREEMENT: f64 = 0.5;
 const DAILY_STRICTNESS: f64 = 2.0;
 
 /// Samples collected before the interval is inferred.
-const PROBE: usize = 24;
+const PROBE: usize = 8;
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Auto {
