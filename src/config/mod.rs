@@ -186,6 +186,7 @@ impl AmountText {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawReceiver {
     Webhook(RawWebhook),
+    Alertmanager(RawAlertmanager),
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +197,36 @@ pub struct RawWebhook {
     /// HMAC-SHA256 signing key.
     pub secret: SecretRef,
     pub timeout: Option<String>,
+    /// Body format: `spendwatch` (default) or `alertmanager` (Alertmanager's webhook version 4).
+    pub format: Option<WebhookFormat>,
+}
+
+/// Pushes alerts to `POST /api/v2/alerts` of every listed Alertmanager.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    pub name: String,
+    /// Base URLs, e.g. `["http://alertmanager-0:9093", "http://alertmanager-1:9093"]`.
+    pub urls: Vec<String>,
+    pub timeout: Option<String>,
+    /// How often firing alerts are sent again (Prometheus' `resend_delay`); default 1m.
+    pub resend_interval: Option<String>,
+    pub auth: Option<RawHttpAuth>,
+}
+
+/// `{ bearer = { env = "AM_TOKEN" } }` or `{ basic = { username = "u", password = { file = "p" } } }`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawHttpAuth {
+    Bearer(SecretRef),
+    Basic(RawBasicAuth),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: String,
+    pub password: SecretRef,
 }
 
 // ---------------------------------------------------------------- validated
@@ -343,12 +374,14 @@ pub struct BudgetRule {
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
     Webhook(WebhookReceiver),
+    Alertmanager(AlertmanagerReceiver),
 }
 
 impl ReceiverConfig {
     pub fn name(&self) -> &str {
         match self {
             ReceiverConfig::Webhook(w) => &w.name,
+            ReceiverConfig::Alertmanager(a) => &a.name,
         }
     }
 }
@@ -359,6 +392,35 @@ pub struct WebhookReceiver {
     pub url: url::Url,
     pub secret: Secret,
     pub timeout: Duration,
+    pub format: WebhookFormat,
+}
+
+/// The body a generic webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// spendwatch's own versioned body.
+    #[default]
+    Spendwatch,
+    /// Alertmanager's webhook body (`"version": "4"`), so existing receivers work unchanged.
+    Alertmanager,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertmanagerReceiver {
+    pub name: String,
+    /// Base URLs with a trailing `/`; alerts go to `{url}api/v2/alerts`.
+    pub urls: Vec<url::Url>,
+    pub timeout: Duration,
+    pub resend_interval: Duration,
+    pub auth: Option<HttpAuth>,
+}
+
+/// Credentials sent with every request.
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
 }
 
 // ---------------------------------------------------------------- loading
@@ -638,8 +700,22 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         url,
                         secret,
                         timeout,
+                        format: w.format.unwrap_or_default(),
                     }));
                 }
+            }
+            RawReceiver::Alertmanager(a) => {
+                let path = format!("receivers[{i}].alertmanager");
+                c.name(&format!("{path}.name"), &a.name);
+                if !receiver_names.insert(a.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate receiver name {:?}", a.name),
+                    );
+                }
+                receivers.push(ReceiverConfig::Alertmanager(validate_alertmanager(
+                    a, &path, &mut c,
+                )));
             }
         }
     }
@@ -655,6 +731,76 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         })
     } else {
         Err(c.errors)
+    }
+}
+
+fn validate_alertmanager(a: &RawAlertmanager, path: &str, c: &mut Checker) -> AlertmanagerReceiver {
+    if a.urls.is_empty() {
+        c.error(
+            format!("{path}.urls"),
+            "at least one Alertmanager base URL is required, e.g. [\"http://127.0.0.1:9093\"]",
+        );
+    }
+    let mut urls: Vec<url::Url> = Vec::new();
+    for (j, text) in a.urls.iter().enumerate() {
+        let upath = format!("{path}.urls[{j}]");
+        let Some(url) = c.url(&upath, text) else {
+            continue;
+        };
+        // URLs appear in logs and metric labels; credentials belong in `auth`.
+        if !url.username().is_empty() || url.password().is_some() {
+            c.error(
+                &upath,
+                "credentials in the URL are not accepted; use auth = { basic = { ... } }",
+            );
+            continue;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            c.error(
+                &upath,
+                "a base URL has no query or fragment; alerts go to {url}/api/v2/alerts",
+            );
+            continue;
+        }
+        let url = with_trailing_slash(url);
+        if urls.contains(&url) {
+            c.error(&upath, format!("duplicate Alertmanager URL {text:?}"));
+            continue;
+        }
+        urls.push(url);
+    }
+    let auth = match &a.auth {
+        None => None,
+        Some(RawHttpAuth::Bearer(token)) => Some(HttpAuth::Bearer(
+            c.secret(&format!("{path}.auth.bearer"), token),
+        )),
+        Some(RawHttpAuth::Basic(b)) => {
+            if b.username.is_empty() || b.username.contains(':') {
+                c.error(
+                    format!("{path}.auth.basic.username"),
+                    "must be non-empty and contain no ':'",
+                );
+            }
+            Some(HttpAuth::Basic {
+                username: b.username.clone(),
+                password: c.secret(&format!("{path}.auth.basic.password"), &b.password),
+            })
+        }
+    };
+    AlertmanagerReceiver {
+        name: a.name.clone(),
+        urls,
+        timeout: c.positive_duration(
+            &format!("{path}.timeout"),
+            a.timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        resend_interval: c.positive_duration(
+            &format!("{path}.resend_interval"),
+            a.resend_interval.as_deref(),
+            Duration::from_secs(60),
+        ),
+        auth,
     }
 }
 
