@@ -163,7 +163,8 @@ impl Runtime {
         // Firing alerts are re-sent to each Alertmanager receiver so their `endsAt` moves on.
         for receiver in &self.config.receivers {
             if let ReceiverConfig::Alertmanager(am) = receiver {
-                let sender = AlertmanagerSender::new(am.clone())?.with_metrics(self.metrics.clone());
+                let sender =
+                    AlertmanagerSender::new(am.clone())?.with_metrics(self.metrics.clone());
                 let resender = Resender::new(
                     sender,
                     self.store.clone(),

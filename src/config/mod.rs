@@ -1047,4 +1047,106 @@ levels = [{ percent = 80, basis = "guess" }, { percent = -1 }]
             "{text:?}"
         );
     }
+
+    #[test]
+    fn alertmanager_receiver_with_defaults_and_auth() {
+        let config = check(
+            r#"
+[[receivers]]
+alertmanager = { name = "am", urls = ["http://127.0.0.1:9093", "http://am-1:9093/prefix"] }
+
+[[receivers]]
+[receivers.alertmanager]
+name = "am-auth"
+urls = ["https://am.example"]
+timeout = "3s"
+resend_interval = "30s"
+auth = { bearer = { env = "PATH" } }
+"#,
+        )
+        .unwrap();
+        let [
+            ReceiverConfig::Alertmanager(plain),
+            ReceiverConfig::Alertmanager(authed),
+        ] = config.receivers.as_slice()
+        else {
+            panic!("{:?}", config.receivers);
+        };
+        assert_eq!(plain.name, "am");
+        assert_eq!(plain.urls[0].as_str(), "http://127.0.0.1:9093/");
+        assert_eq!(plain.urls[1].as_str(), "http://am-1:9093/prefix/");
+        assert_eq!(plain.timeout, Duration::from_secs(10));
+        assert_eq!(plain.resend_interval, Duration::from_secs(60));
+        assert!(plain.auth.is_none());
+        assert_eq!(authed.timeout, Duration::from_secs(3));
+        assert_eq!(authed.resend_interval, Duration::from_secs(30));
+        assert!(matches!(authed.auth, Some(HttpAuth::Bearer(_))));
+        assert!(!format!("{authed:?}").contains(&std::env::var("PATH").unwrap()));
+    }
+
+    #[test]
+    fn alertmanager_receiver_errors_name_their_field() {
+        let errs = check(
+            r#"
+[[receivers]]
+alertmanager = { name = "none", urls = [] }
+
+[[receivers]]
+[receivers.alertmanager]
+name = "bad"
+urls = ["http://user:pw@am:9093", "ftp://am", "http://am:9093", "http://am:9093/", "http://am/?x=1"]
+resend_interval = "0s"
+auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNSET" } } }
+"#,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for path in [
+            "receivers[0].alertmanager.urls: at least one",
+            "receivers[1].alertmanager.urls[0]: credentials in the URL",
+            "receivers[1].alertmanager.urls[1]: invalid URL",
+            "receivers[1].alertmanager.urls[3]: duplicate",
+            "receivers[1].alertmanager.urls[4]: a base URL has no query",
+            "receivers[1].alertmanager.resend_interval",
+            "receivers[1].alertmanager.auth.basic.username",
+            "receivers[1].alertmanager.auth.basic.password",
+        ] {
+            assert!(
+                text.iter().any(|e| e.starts_with(path)),
+                "{path}: {text:#?}"
+            );
+        }
+        assert!(!text.iter().any(|e| e.contains("pw@")), "{text:#?}");
+    }
+
+    #[test]
+    fn webhook_format_defaults_to_spendwatch() {
+        let hook = |format: &str| {
+            format!(
+                "[[receivers]]\nwebhook = {{ name = \"h\", url = \"http://127.0.0.1:1/\", secret = {{ env = \"PATH\" }}{format} }}\n"
+            )
+        };
+        let formats: Vec<WebhookFormat> = [
+            "",
+            ", format = \"spendwatch\"",
+            ", format = \"alertmanager\"",
+        ]
+        .iter()
+        .map(|f| match check(&hook(f)).unwrap().receivers.as_slice() {
+            [ReceiverConfig::Webhook(w)] => w.format,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+        assert_eq!(
+            formats,
+            [
+                WebhookFormat::Spendwatch,
+                WebhookFormat::Spendwatch,
+                WebhookFormat::Alertmanager
+            ]
+        );
+        let errs = check(&hook(", format = \"xml\"")).unwrap_err();
+        assert_eq!(errs[0].path, "receivers[0].webhook.format", "{errs:?}");
+        assert!(errs[0].message.contains("alertmanager"), "{errs:?}");
+    }
 }

@@ -302,9 +302,9 @@ impl AlertmanagerSender {
             .iter()
             .map(|base| {
                 let base = crate::config::with_trailing_slash(base.clone());
-                let alerts_url = base.join(ALERTS_PATH).map_err(|e| {
-                    SendError::permanent(format!("Alertmanager URL {base}: {e}"))
-                })?;
+                let alerts_url = base
+                    .join(ALERTS_PATH)
+                    .map_err(|e| SendError::permanent(format!("Alertmanager URL {base}: {e}")))?;
                 Ok(Endpoint {
                     alerts_url,
                     label: base.to_string(),
@@ -389,7 +389,9 @@ impl AlertmanagerSender {
         while let Some(joined) = requests.join_next().await {
             match joined {
                 Ok(r) => results.push(r),
-                Err(e) => tracing::error!(receiver = %self.name, error = %e, "An Alertmanager request task failed."),
+                Err(e) => {
+                    tracing::error!(receiver = %self.name, error = %e, "An Alertmanager request task failed.")
+                }
             }
         }
         results.sort_by_key(|(index, _)| *index);
@@ -633,8 +635,12 @@ impl Resender {
                 Ok(stats) if stats.firing == 0 => {}
                 Ok(stats) => {
                     self.metrics.alertmanager_resend(receiver, "delivered");
-                    tracing::debug!(receiver, firing = stats.firing,
-                        resolved_meanwhile = stats.resolved_meanwhile, "Re-sent firing alerts to Alertmanager.");
+                    tracing::debug!(
+                        receiver,
+                        firing = stats.firing,
+                        resolved_meanwhile = stats.resolved_meanwhile,
+                        "Re-sent firing alerts to Alertmanager."
+                    );
                 }
                 Err(e) => {
                     self.metrics.alertmanager_resend(receiver, e.reason());

@@ -139,7 +139,10 @@ pub fn render(n: &Notification) -> Result<Vec<u8>, SendError> {
 }
 
 /// The request body for a group in the receiver's format: deterministic for a given group.
-pub fn render_group(group: &NotificationGroup, format: WebhookFormat) -> Result<Vec<u8>, SendError> {
+pub fn render_group(
+    group: &NotificationGroup,
+    format: WebhookFormat,
+) -> Result<Vec<u8>, SendError> {
     match (format, group.alerts.as_slice()) {
         (_, []) => Err(SendError::permanent(format!(
             "group {:?} has no alerts to send",
@@ -394,7 +397,9 @@ mod tests {
         let mut first = notification();
         first.labels.insert("alertname".into(), "budget".into());
         first.labels.insert("level".into(), "100".into());
-        first.annotations.insert("summary".into(), "Spend over budget".into());
+        first
+            .annotations
+            .insert("summary".into(), "Spend over budget".into());
         first.contributors = vec![crate::model::ContributorLine {
             item: "RCDN/BWOUT".into(),
             amount: "$412.00".into(),
@@ -410,7 +415,9 @@ mod tests {
         second.status = NotificationStatus::Resolved;
         second.labels.insert("alertname".into(), "budget".into());
         second.labels.insert("level".into(), "80".into());
-        second.annotations.insert("summary".into(), "Spend over budget".into());
+        second
+            .annotations
+            .insert("summary".into(), "Spend over budget".into());
         second.ends_at = Some("2026-11-12T06:00:00Z".parse().unwrap());
         vec![first, second]
     }
@@ -434,7 +441,12 @@ mod tests {
             serde_json::from_slice(&render_group(&g, WebhookFormat::Spendwatch).unwrap()).unwrap();
         assert_eq!(body["version"], "1");
         assert_eq!(body["idempotencyKey"], g.idempotency_key());
-        assert!(body["idempotencyKey"].as_str().unwrap().starts_with("group-"));
+        assert!(
+            body["idempotencyKey"]
+                .as_str()
+                .unwrap()
+                .starts_with("group-")
+        );
         assert_eq!(body["receiver"], "hook");
         assert_eq!(body["status"], "firing", "firing while any alert fires");
         assert_eq!(body["groupKey"], g.key);
@@ -457,7 +469,12 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&render_group(&g, WebhookFormat::Alertmanager).unwrap())
                 .unwrap();
-        let mut keys: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         keys.sort_unstable();
         assert_eq!(
             keys,
@@ -513,21 +530,26 @@ mod tests {
         );
         assert_eq!(alerts[0]["status"], "firing");
         assert_eq!(alerts[0]["labels"]["level"], "100");
-        assert_eq!(alerts[0]["annotations"]["contributors"], "RCDN/BWOUT: $412.00 (+$380.00)");
+        assert_eq!(
+            alerts[0]["annotations"]["contributors"],
+            "RCDN/BWOUT: $412.00 (+$380.00)"
+        );
         assert_eq!(alerts[0]["startsAt"], "2026-11-12T00:00:00Z");
         assert_eq!(alerts[0]["endsAt"], ALERTMANAGER_ZERO_TIME, "not ended yet");
         assert_eq!(alerts[0]["generatorURL"], "http://sw.example/api/v1/alerts");
         assert_eq!(alerts[0]["fingerprint"], "fp");
         assert_eq!(alerts[1]["status"], "resolved");
         assert_eq!(alerts[1]["endsAt"], "2026-11-12T06:00:00Z");
-        assert_eq!(alerts[1]["generatorURL"], "", "Alertmanager sends an empty string");
+        assert_eq!(
+            alerts[1]["generatorURL"], "",
+            "Alertmanager sends an empty string"
+        );
 
         // It parses as the typed message, and a lone resolved alert makes the group resolved.
         let one = group(vec![two().remove(1)]);
-        let msg: AlertmanagerMessage = serde_json::from_slice(
-            &render_group(&one, WebhookFormat::Alertmanager).unwrap(),
-        )
-        .unwrap();
+        let msg: AlertmanagerMessage =
+            serde_json::from_slice(&render_group(&one, WebhookFormat::Alertmanager).unwrap())
+                .unwrap();
         assert_eq!(msg.status, "resolved");
         assert_eq!(msg.common_labels, msg.alerts[0].labels);
     }

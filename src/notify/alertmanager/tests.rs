@@ -69,12 +69,7 @@ fn resolved(mut n: Notification, at: &str) -> Notification {
 }
 
 fn keys(v: &serde_json::Value) -> Vec<&str> {
-    let mut k: Vec<&str> = v
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let mut k: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
     k.sort_unstable();
     k
 }
@@ -89,7 +84,13 @@ fn postable_alert_has_the_openapi_fields_and_nothing_else() {
     let a = &alerts[0];
     assert_eq!(
         keys(a),
-        ["annotations", "endsAt", "generatorURL", "labels", "startsAt"]
+        [
+            "annotations",
+            "endsAt",
+            "generatorURL",
+            "labels",
+            "startsAt"
+        ]
     );
     // labelSet: an object of strings.
     assert_eq!(
@@ -123,8 +124,9 @@ fn postable_alert_has_the_openapi_fields_and_nothing_else() {
 fn generator_url_is_omitted_without_an_alert_link() {
     let mut n = notification();
     n.links.retain(|l| l.title != "alert");
-    let a = serde_json::to_value(postable(&n, Timestamp::UNIX_EPOCH, Duration::from_secs(60)).unwrap())
-        .unwrap();
+    let a =
+        serde_json::to_value(postable(&n, Timestamp::UNIX_EPOCH, Duration::from_secs(60)).unwrap())
+            .unwrap();
     assert!(a.get("generatorURL").is_none(), "{a}");
     // An unusable URL is left out too, rather than having Alertmanager refuse the alert.
     n.links.push(Link {
@@ -168,7 +170,10 @@ fn ends_at_is_four_resend_intervals_ahead_while_firing() {
 
 #[test]
 fn label_names_are_sanitized_and_alertname_is_always_there() {
-    assert_eq!(sanitize_label_name("team-name").as_deref(), Some("team_name"));
+    assert_eq!(
+        sanitize_label_name("team-name").as_deref(),
+        Some("team_name")
+    );
     assert_eq!(sanitize_label_name("1st").as_deref(), Some("_1st"));
     assert_eq!(sanitize_label_name("a.b/c d").as_deref(), Some("a_b_c_d"));
     assert_eq!(sanitize_label_name("ünïcode").as_deref(), Some("_n_code"));
@@ -320,10 +325,7 @@ impl Fake {
 
 /// An Alertmanager that accepts the connection and never answers.
 async fn silent_alertmanager() -> String {
-    let app = Router::new().route(
-        "/api/v2/alerts",
-        post(|| std::future::pending::<StatusCode>()),
-    );
+    let app = Router::new().route("/api/v2/alerts", post(std::future::pending::<StatusCode>));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -373,7 +375,11 @@ async fn every_alertmanager_gets_the_same_alerts() {
         .send(&group(vec![notification()]), Some("ignored"))
         .await
         .unwrap();
-    assert_eq!(delivery, Delivery::default(), "Alertmanager keeps no thread");
+    assert_eq!(
+        delivery,
+        Delivery::default(),
+        "Alertmanager keeps no thread"
+    );
     let (ra, rb) = (a.received(), b.received());
     assert_eq!((ra.len(), rb.len()), (1, 1));
     assert_eq!(ra[0].path, "/api/v2/alerts");
@@ -506,7 +512,10 @@ async fn credentials_are_sent_and_never_leak() {
         .await;
     let leaks = |text: &str| text.contains(TOKEN) || text.contains(PASSWORD);
 
-    let bearer = receiver(&[url.clone()], Some(HttpAuth::Bearer(Secret::new(TOKEN))));
+    let bearer = receiver(
+        std::slice::from_ref(&url),
+        Some(HttpAuth::Bearer(Secret::new(TOKEN))),
+    );
     assert!(!leaks(&format!("{bearer:?}")));
     let sender = AlertmanagerSender::new(bearer).unwrap();
     let err = sender
@@ -586,10 +595,26 @@ fn store_with(records: &[AlertRecord]) -> Arc<SqliteStore> {
 #[tokio::test]
 async fn resender_posts_the_firing_alerts_the_filter_accepts_with_a_fresh_ends_at() {
     let store = store_with(&[
-        record("f1", AlertState::Firing, &[("alertname", "budget"), ("team", "pay")]),
-        record("f2", AlertState::Firing, &[("alertname", "budget"), ("team", "ops")]),
-        record("r1", AlertState::Resolved, &[("alertname", "budget"), ("team", "pay")]),
-        record("p1", AlertState::Pending, &[("alertname", "budget"), ("team", "pay")]),
+        record(
+            "f1",
+            AlertState::Firing,
+            &[("alertname", "budget"), ("team", "pay")],
+        ),
+        record(
+            "f2",
+            AlertState::Firing,
+            &[("alertname", "budget"), ("team", "ops")],
+        ),
+        record(
+            "r1",
+            AlertState::Resolved,
+            &[("alertname", "budget"), ("team", "pay")],
+        ),
+        record(
+            "p1",
+            AlertState::Pending,
+            &[("alertname", "budget"), ("team", "pay")],
+        ),
     ]);
     let (fake, url) = Fake::new(StatusCode::OK, "").start("").await;
     let filter: AlertFilter = Arc::new(|labels| labels.get("team").is_some_and(|t| t == "pay"));
@@ -638,7 +663,10 @@ async fn nothing_firing_posts_nothing() {
         accept_all(),
         Arc::new(Metrics::new()),
     );
-    assert_eq!(resender.resend_once().await.unwrap(), ResendStats::default());
+    assert_eq!(
+        resender.resend_once().await.unwrap(),
+        ResendStats::default()
+    );
     assert!(fake.received().is_empty());
 }
 
@@ -700,9 +728,9 @@ async fn resender_counts_failures_keeps_going_and_stops_on_shutdown() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(
-        metrics
-            .render()
-            .contains("spendwatch_alertmanager_resends_total{outcome=\"http_5xx\",receiver=\"am\"}"),
+        metrics.render().contains(
+            "spendwatch_alertmanager_resends_total{outcome=\"http_5xx\",receiver=\"am\"}"
+        ),
         "{}",
         metrics.render()
     );
