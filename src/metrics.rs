@@ -64,6 +64,8 @@ pub struct Metrics {
     outbox_oldest_pending_age: Gauge,
     notifications: IntCounterVec,
     notification_duration: HistogramVec,
+    alertmanager_requests: IntCounterVec,
+    alertmanager_resends: IntCounterVec,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -337,6 +339,18 @@ impl Metrics {
                 &["receiver"],
                 fast_buckets,
             ),
+            alertmanager_requests: counter_vec(
+                &r,
+                "spendwatch_alertmanager_requests_total",
+                "POSTs to each Alertmanager of a receiver, by outcome (accepted or the failure reason).",
+                &["receiver", "alertmanager", "outcome"],
+            ),
+            alertmanager_resends: counter_vec(
+                &r,
+                "spendwatch_alertmanager_resends_total",
+                "Re-sends of firing alerts to a receiver's Alertmanagers, by outcome (delivered or the failure reason).",
+                &["receiver", "outcome"],
+            ),
             registry: r,
         };
         let info = gauge_vec(
@@ -601,6 +615,20 @@ impl Metrics {
         self.notification_duration
             .with_label_values(&[receiver])
             .observe(seconds);
+    }
+
+    /// One POST to one Alertmanager (`alertmanager` is its base URL without credentials).
+    pub fn alertmanager_request(&self, receiver: &str, alertmanager: &str, outcome: &str) {
+        self.alertmanager_requests
+            .with_label_values(&[receiver, alertmanager, outcome])
+            .inc();
+    }
+
+    /// One re-send round of a receiver's firing alerts.
+    pub fn alertmanager_resend(&self, receiver: &str, outcome: &str) {
+        self.alertmanager_resends
+            .with_label_values(&[receiver, outcome])
+            .inc();
     }
 }
 

@@ -11,10 +11,11 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::alerting::{AlertEvent, Alerting, Change};
-use crate::config::Config;
+use crate::config::{Config, ReceiverConfig};
 use crate::eval::Evaluator;
 use crate::metrics::Metrics;
 use crate::model::Clock;
+use crate::notify::alertmanager::{self, AlertmanagerSender, Resender};
 use crate::notify::{Dispatcher, RetryPolicy, SendError};
 use crate::server::{self, EvalView, ServerState};
 use crate::sources::{self, BillingSource, PollError, PollResult, poll_target};
@@ -158,6 +159,21 @@ impl Runtime {
             status,
         };
         tasks.spawn(evaluate_loop(evaluation, shared.clone(), shutdown.clone()));
+
+        // Firing alerts are re-sent to each Alertmanager receiver so their `endsAt` moves on.
+        for receiver in &self.config.receivers {
+            if let ReceiverConfig::Alertmanager(am) = receiver {
+                let sender =
+                    AlertmanagerSender::new(am.clone())?.with_metrics(self.metrics.clone());
+                let resender = Resender::new(
+                    sender,
+                    self.store.clone(),
+                    alertmanager::accept_all(),
+                    self.metrics.clone(),
+                );
+                tasks.spawn(resender.run(shutdown.clone()));
+            }
+        }
 
         let dispatcher = Dispatcher::new(
             &self.config.receivers,

@@ -186,6 +186,7 @@ impl AmountText {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawReceiver {
     Webhook(RawWebhook),
+    Alertmanager(RawAlertmanager),
 }
 
 #[derive(Debug, Deserialize)]
@@ -196,6 +197,36 @@ pub struct RawWebhook {
     /// HMAC-SHA256 signing key.
     pub secret: SecretRef,
     pub timeout: Option<String>,
+    /// Body format: `spendwatch` (default) or `alertmanager` (Alertmanager's webhook version 4).
+    pub format: Option<WebhookFormat>,
+}
+
+/// Pushes alerts to `POST /api/v2/alerts` of every listed Alertmanager.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    pub name: String,
+    /// Base URLs, e.g. `["http://alertmanager-0:9093", "http://alertmanager-1:9093"]`.
+    pub urls: Vec<String>,
+    pub timeout: Option<String>,
+    /// How often firing alerts are sent again (Prometheus' `resend_delay`); default 1m.
+    pub resend_interval: Option<String>,
+    pub auth: Option<RawHttpAuth>,
+}
+
+/// `{ bearer = { env = "AM_TOKEN" } }` or `{ basic = { username = "u", password = { file = "p" } } }`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawHttpAuth {
+    Bearer(SecretRef),
+    Basic(RawBasicAuth),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: String,
+    pub password: SecretRef,
 }
 
 // ---------------------------------------------------------------- validated
@@ -371,12 +402,14 @@ pub struct BudgetRule {
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
     Webhook(WebhookReceiver),
+    Alertmanager(AlertmanagerReceiver),
 }
 
 impl ReceiverConfig {
     pub fn name(&self) -> &str {
         match self {
             ReceiverConfig::Webhook(w) => &w.name,
+            ReceiverConfig::Alertmanager(a) => &a.name,
         }
     }
 }
@@ -387,6 +420,35 @@ pub struct WebhookReceiver {
     pub url: url::Url,
     pub secret: Secret,
     pub timeout: Duration,
+    pub format: WebhookFormat,
+}
+
+/// The body a generic webhook receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    /// spendwatch's own versioned body.
+    #[default]
+    Spendwatch,
+    /// Alertmanager's webhook body (`"version": "4"`), so existing receivers work unchanged.
+    Alertmanager,
+}
+
+#[derive(Debug, Clone)]
+pub struct AlertmanagerReceiver {
+    pub name: String,
+    /// Base URLs with a trailing `/`; alerts go to `{url}api/v2/alerts`.
+    pub urls: Vec<url::Url>,
+    pub timeout: Duration,
+    pub resend_interval: Duration,
+    pub auth: Option<HttpAuth>,
+}
+
+/// Credentials sent with every request.
+#[derive(Debug, Clone)]
+pub enum HttpAuth {
+    Bearer(Secret),
+    Basic { username: String, password: Secret },
 }
 
 // ---------------------------------------------------------------- loading
@@ -668,8 +730,22 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         url,
                         secret,
                         timeout,
+                        format: w.format.unwrap_or_default(),
                     }));
                 }
+            }
+            RawReceiver::Alertmanager(a) => {
+                let path = format!("receivers[{i}].alertmanager");
+                c.name(&format!("{path}.name"), &a.name);
+                if !receiver_names.insert(a.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate receiver name {:?}", a.name),
+                    );
+                }
+                receivers.push(ReceiverConfig::Alertmanager(validate_alertmanager(
+                    a, &path, &mut c,
+                )));
             }
         }
     }
@@ -685,6 +761,76 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         })
     } else {
         Err(c.errors)
+    }
+}
+
+fn validate_alertmanager(a: &RawAlertmanager, path: &str, c: &mut Checker) -> AlertmanagerReceiver {
+    if a.urls.is_empty() {
+        c.error(
+            format!("{path}.urls"),
+            "at least one Alertmanager base URL is required, e.g. [\"http://127.0.0.1:9093\"]",
+        );
+    }
+    let mut urls: Vec<url::Url> = Vec::new();
+    for (j, text) in a.urls.iter().enumerate() {
+        let upath = format!("{path}.urls[{j}]");
+        let Some(url) = c.url(&upath, text) else {
+            continue;
+        };
+        // URLs appear in logs and metric labels; credentials belong in `auth`.
+        if !url.username().is_empty() || url.password().is_some() {
+            c.error(
+                &upath,
+                "credentials in the URL are not accepted; use auth = { basic = { ... } }",
+            );
+            continue;
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            c.error(
+                &upath,
+                "a base URL has no query or fragment; alerts go to {url}/api/v2/alerts",
+            );
+            continue;
+        }
+        let url = with_trailing_slash(url);
+        if urls.contains(&url) {
+            c.error(&upath, format!("duplicate Alertmanager URL {text:?}"));
+            continue;
+        }
+        urls.push(url);
+    }
+    let auth = match &a.auth {
+        None => None,
+        Some(RawHttpAuth::Bearer(token)) => Some(HttpAuth::Bearer(
+            c.secret(&format!("{path}.auth.bearer"), token),
+        )),
+        Some(RawHttpAuth::Basic(b)) => {
+            if b.username.is_empty() || b.username.contains(':') {
+                c.error(
+                    format!("{path}.auth.basic.username"),
+                    "must be non-empty and contain no ':'",
+                );
+            }
+            Some(HttpAuth::Basic {
+                username: b.username.clone(),
+                password: c.secret(&format!("{path}.auth.basic.password"), &b.password),
+            })
+        }
+    };
+    AlertmanagerReceiver {
+        name: a.name.clone(),
+        urls,
+        timeout: c.positive_duration(
+            &format!("{path}.timeout"),
+            a.timeout.as_deref(),
+            Duration::from_secs(10),
+        ),
+        resend_interval: c.positive_duration(
+            &format!("{path}.resend_interval"),
+            a.resend_interval.as_deref(),
+            Duration::from_secs(60),
+        ),
+        auth,
     }
 }
 
@@ -970,5 +1116,107 @@ band = { max = "0.10" }
                 .any(|e| e.starts_with("rules[2].anomaly.unit_cost_of") && e.contains("not both")),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn alertmanager_receiver_with_defaults_and_auth() {
+        let config = check(
+            r#"
+[[receivers]]
+alertmanager = { name = "am", urls = ["http://127.0.0.1:9093", "http://am-1:9093/prefix"] }
+
+[[receivers]]
+[receivers.alertmanager]
+name = "am-auth"
+urls = ["https://am.example"]
+timeout = "3s"
+resend_interval = "30s"
+auth = { bearer = { env = "PATH" } }
+"#,
+        )
+        .unwrap();
+        let [
+            ReceiverConfig::Alertmanager(plain),
+            ReceiverConfig::Alertmanager(authed),
+        ] = config.receivers.as_slice()
+        else {
+            panic!("{:?}", config.receivers);
+        };
+        assert_eq!(plain.name, "am");
+        assert_eq!(plain.urls[0].as_str(), "http://127.0.0.1:9093/");
+        assert_eq!(plain.urls[1].as_str(), "http://am-1:9093/prefix/");
+        assert_eq!(plain.timeout, Duration::from_secs(10));
+        assert_eq!(plain.resend_interval, Duration::from_secs(60));
+        assert!(plain.auth.is_none());
+        assert_eq!(authed.timeout, Duration::from_secs(3));
+        assert_eq!(authed.resend_interval, Duration::from_secs(30));
+        assert!(matches!(authed.auth, Some(HttpAuth::Bearer(_))));
+        assert!(!format!("{authed:?}").contains(&std::env::var("PATH").unwrap()));
+    }
+
+    #[test]
+    fn alertmanager_receiver_errors_name_their_field() {
+        let errs = check(
+            r#"
+[[receivers]]
+alertmanager = { name = "none", urls = [] }
+
+[[receivers]]
+[receivers.alertmanager]
+name = "bad"
+urls = ["http://user:pw@am:9093", "ftp://am", "http://am:9093", "http://am:9093/", "http://am/?x=1"]
+resend_interval = "0s"
+auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNSET" } } }
+"#,
+        )
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for path in [
+            "receivers[0].alertmanager.urls: at least one",
+            "receivers[1].alertmanager.urls[0]: credentials in the URL",
+            "receivers[1].alertmanager.urls[1]: invalid URL",
+            "receivers[1].alertmanager.urls[3]: duplicate",
+            "receivers[1].alertmanager.urls[4]: a base URL has no query",
+            "receivers[1].alertmanager.resend_interval",
+            "receivers[1].alertmanager.auth.basic.username",
+            "receivers[1].alertmanager.auth.basic.password",
+        ] {
+            assert!(
+                text.iter().any(|e| e.starts_with(path)),
+                "{path}: {text:#?}"
+            );
+        }
+        assert!(!text.iter().any(|e| e.contains("pw@")), "{text:#?}");
+    }
+
+    #[test]
+    fn webhook_format_defaults_to_spendwatch() {
+        let hook = |format: &str| {
+            format!(
+                "[[receivers]]\nwebhook = {{ name = \"h\", url = \"http://127.0.0.1:1/\", secret = {{ env = \"PATH\" }}{format} }}\n"
+            )
+        };
+        let formats: Vec<WebhookFormat> = [
+            "",
+            ", format = \"spendwatch\"",
+            ", format = \"alertmanager\"",
+        ]
+        .iter()
+        .map(|f| match check(&hook(f)).unwrap().receivers.as_slice() {
+            [ReceiverConfig::Webhook(w)] => w.format,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+        assert_eq!(
+            formats,
+            [
+                WebhookFormat::Spendwatch,
+                WebhookFormat::Spendwatch,
+                WebhookFormat::Alertmanager
+            ]
+        );
+        let errs = check(&hook(", format = \"xml\"")).unwrap_err();
+        assert_eq!(errs[0].path, "receivers[0].webhook.format", "{errs:?}");
+        assert!(errs[0].message.contains("alertmanager"), "{errs:?}");
     }
 }

@@ -2,6 +2,7 @@
 //! otherwise schedule the next attempt with jittered exponential backoff. A receiver outage
 //! or a restart delays notifications; it loses none and sends none twice (idempotency keys).
 
+pub mod alertmanager;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -13,7 +14,9 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::config::ReceiverConfig;
 use crate::metrics::Metrics;
+use crate::model::{Notification, NotificationGroup};
 use crate::store::{Store, StoreError};
+use alertmanager::AlertmanagerSender;
 use webhook::WebhookSender;
 
 /// What a receiver acknowledged for one group message.
@@ -48,16 +51,37 @@ impl SendError {
             message: message.into(),
         }
     }
+    /// A refusal that retrying cannot fix, with a fixed label saying which (`http_4xx`, ...).
+    pub fn permanent_with(reason: &'static str, message: impl Into<String>) -> Self {
+        SendError {
+            recoverable: false,
+            reason,
+            message: message.into(),
+        }
+    }
 }
 
 enum Sender {
     Webhook(WebhookSender),
+    Alertmanager(AlertmanagerSender),
+}
+
+/// Until the grouping dispatcher lands: one notification is a group of one.
+fn group_of_one(n: &Notification) -> NotificationGroup {
+    NotificationGroup {
+        receiver: n.receiver.clone(),
+        key: n.fingerprint.clone(),
+        labels: Default::default(),
+        alerts: vec![n.clone()],
+    }
 }
 
 impl Sender {
-    async fn send(&self, n: &crate::model::Notification) -> Result<(), SendError> {
+    async fn send(&self, n: &Notification) -> Result<(), SendError> {
+        let group = group_of_one(n);
         match self {
-            Sender::Webhook(w) => w.send(n).await,
+            Sender::Webhook(w) => w.send(&group, None).await.map(drop),
+            Sender::Alertmanager(a) => a.send(&group, None).await.map(drop),
         }
     }
 }
@@ -116,6 +140,9 @@ impl Dispatcher {
         for r in receivers {
             let sender = match r {
                 ReceiverConfig::Webhook(w) => Sender::Webhook(WebhookSender::new(w.clone())?),
+                ReceiverConfig::Alertmanager(a) => Sender::Alertmanager(
+                    AlertmanagerSender::new(a.clone())?.with_metrics(metrics.clone()),
+                ),
             };
             senders.insert(r.name().to_string(), sender);
         }

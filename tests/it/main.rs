@@ -1,5 +1,6 @@
 //! One integration-test binary: the real `spendwatch` binary against the simulator on 127.0.0.1.
 
+mod alertmanager;
 mod cli;
 mod e2e;
 mod faults;
