@@ -1,6 +1,7 @@
 //! Alert state: inactive → pending → firing → resolved, keyed by a stable fingerprint of
 //! the alert's labels, persisted with its notifications in one transaction.
 
+pub mod links;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};

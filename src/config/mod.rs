@@ -77,6 +77,21 @@ pub struct RawConfig {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
+    #[serde(default)]
+    pub links: RawLinks,
+}
+
+/// URL templates for the links every notification carries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinks {
+    /// Where people reach this spendwatch: alert pages are `{external_url}/alerts/{fingerprint}`.
+    pub external_url: Option<String>,
+    /// Grafana (or any) panel URL template, e.g. `https://grafana/d/spendwatch-overview?var-account={{ account }}`.
+    pub dashboard: Option<String>,
+    /// Billing console URL template per source name.
+    #[serde(default)]
+    pub console: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -239,6 +254,15 @@ pub struct Config {
     pub sources: Vec<SourceSettings>,
     pub rules: Vec<RuleConfig>,
     pub receivers: Vec<ReceiverConfig>,
+    pub links: LinksConfig,
+}
+
+/// Validated `[links]`: templates are minijinja over the alert's labels, `fingerprint`, `rule`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinksConfig {
+    pub external_url: Option<url::Url>,
+    pub dashboard: Option<String>,
+    pub console: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -327,6 +351,36 @@ impl RuleConfig {
             RuleConfig::Stale(r) => &r.meta.name,
             RuleConfig::Anomaly(r) => &r.meta.name,
         }
+    }
+}
+
+fn validate_links(raw: &RawLinks, sources: &BTreeSet<String>, c: &mut Checker) -> LinksConfig {
+    let mut check = |path: String, template: &str| {
+        if let Err(e) = crate::alerting::links::check_template(template) {
+            c.error(path, e);
+        }
+    };
+    if let Some(t) = &raw.dashboard {
+        check("links.dashboard".into(), t);
+    }
+    for (source, t) in &raw.console {
+        check(format!("links.console.{source}"), t);
+    }
+    for source in raw.console.keys() {
+        if !sources.contains(source) {
+            c.error(
+                format!("links.console.{source}"),
+                format!("no source named {source:?}"),
+            );
+        }
+    }
+    LinksConfig {
+        external_url: raw
+            .external_url
+            .as_deref()
+            .and_then(|u| c.url("links.external_url", u)),
+        dashboard: raw.dashboard.clone(),
+        console: raw.console.clone(),
     }
 }
 
@@ -750,6 +804,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         }
     }
 
+    let links = validate_links(&raw.links, &source_names, &mut c);
     if c.errors.is_empty() {
         Ok(Config {
             listen,
@@ -758,6 +813,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             sources,
             rules,
             receivers,
+            links,
         })
     } else {
         Err(c.errors)
