@@ -17,6 +17,7 @@ use serde::Deserialize;
 pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::notify::slack::{RawSlack, SlackReceiver};
 use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::racknap::config::{RacknapSettings, RawRacknap};
@@ -186,6 +187,7 @@ impl AmountText {
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawReceiver {
     Webhook(RawWebhook),
+    Slack(RawSlack),
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,12 +345,14 @@ pub struct BudgetRule {
 #[derive(Debug, Clone)]
 pub enum ReceiverConfig {
     Webhook(WebhookReceiver),
+    Slack(SlackReceiver),
 }
 
 impl ReceiverConfig {
     pub fn name(&self) -> &str {
         match self {
             ReceiverConfig::Webhook(w) => &w.name,
+            ReceiverConfig::Slack(s) => &s.name,
         }
     }
 }
@@ -639,6 +643,18 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                         secret,
                         timeout,
                     }));
+                }
+            }
+            RawReceiver::Slack(raw_slack) => {
+                let path = format!("receivers[{i}].slack");
+                if !receiver_names.insert(raw_slack.name.clone()) {
+                    c.error(
+                        format!("{path}.name"),
+                        format!("duplicate receiver name {:?}", raw_slack.name),
+                    );
+                }
+                if let Some(slack) = raw_slack.validate(&path, &mut c) {
+                    receivers.push(ReceiverConfig::Slack(slack));
                 }
             }
         }

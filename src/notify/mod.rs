@@ -2,6 +2,7 @@
 //! otherwise schedule the next attempt with jittered exponential backoff. A receiver outage
 //! or a restart delays notifications; it loses none and sends none twice (idempotency keys).
 
+pub mod slack;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use jiff::{SignedDuration, Timestamp};
 use crate::config::ReceiverConfig;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use slack::SlackSender;
 use webhook::WebhookSender;
 
 /// What a receiver acknowledged for one group message.
@@ -31,6 +33,8 @@ pub struct SendError {
     /// Short fixed label: timeout, connect, http_5xx, http_4xx, rate_limited, ...
     pub reason: &'static str,
     pub message: String,
+    /// How long the receiver asked us to wait (e.g. a 429's `Retry-After`), if it said.
+    pub retry_after: Option<Duration>,
 }
 
 impl SendError {
@@ -39,25 +43,49 @@ impl SendError {
             recoverable: true,
             reason,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
+        Self::permanent_with_reason("permanent", message)
+    }
+    /// A permanent failure with a more precise label (e.g. Slack's `invalid_auth`).
+    pub fn permanent_with_reason(reason: &'static str, message: impl Into<String>) -> Self {
         SendError {
             recoverable: false,
-            reason: "permanent",
+            reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 }
 
 enum Sender {
     Webhook(WebhookSender),
+    Slack(SlackSender),
 }
 
 impl Sender {
     async fn send(&self, n: &crate::model::Notification) -> Result<(), SendError> {
         match self {
             Sender::Webhook(w) => w.send(n).await,
+            // Until grouping lands: a group of one, and no thread kept between messages.
+            Sender::Slack(s) => s
+                .send(
+                    &crate::model::NotificationGroup {
+                        receiver: n.receiver.clone(),
+                        key: n.fingerprint.clone(),
+                        labels: Default::default(),
+                        alerts: vec![n.clone()],
+                    },
+                    None,
+                )
+                .await
+                .map(drop),
         }
     }
 }
@@ -116,6 +144,7 @@ impl Dispatcher {
         for r in receivers {
             let sender = match r {
                 ReceiverConfig::Webhook(w) => Sender::Webhook(WebhookSender::new(w.clone())?),
+                ReceiverConfig::Slack(s) => Sender::Slack(SlackSender::new(s.clone())?),
             };
             senders.insert(r.name().to_string(), sender);
         }
