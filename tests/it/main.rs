@@ -4,5 +4,6 @@ mod cli;
 mod e2e;
 mod faults;
 mod restart;
+mod slack;
 mod sources;
 mod support;
