@@ -321,27 +321,43 @@ fn message_of(body: &Value, ts: &str) -> Value {
     message
 }
 
-/// Authorization and the JSON body, shared by the Web API methods.
-fn parse_api_request(
+/// What the Web API methods share: an injected fault, then authorization and the JSON body.
+/// `Err` is the answer already given (and recorded).
+fn accept_api_request(
     slack: &FakeSlack,
+    method: &str,
     headers: &HeaderMap,
     raw: &Bytes,
-) -> Result<Value, Outcome> {
-    let token = slack.lock().token.clone();
-    match headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        None => return Err(api_error("not_authed")),
-        Some(auth) if auth.strip_prefix("Bearer ") != Some(token.as_str()) => {
-            return Err(api_error("invalid_auth"));
+) -> Result<Value, Response> {
+    let lenient = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
+    match slack.take_fault(method) {
+        Some(FaultKind::RateLimit { retry_after }) => {
+            let status = StatusCode::TOO_MANY_REQUESTS;
+            let code = Some("ratelimited".to_string());
+            record(slack, method, &lenient, status, None, None, code);
+            return Err(rate_limited(retry_after, true));
         }
-        Some(_) => {}
+        Some(FaultKind::Error { code }) => {
+            return Err(answer(slack, method, &lenient, api_error(&code)));
+        }
+        None => {}
     }
-    match serde_json::from_slice::<Value>(raw) {
-        Ok(v) if v.is_object() => Ok(v),
-        Ok(_) => Err(api_error("json_not_object")),
-        Err(_) => Err(api_error("invalid_json")),
+    let token = slack.lock().token.clone();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let refusal = match auth {
+        None => Some("not_authed"),
+        Some(auth) if auth.strip_prefix("Bearer ") != Some(token.as_str()) => Some("invalid_auth"),
+        Some(_) => match &lenient {
+            Value::Object(_) => None,
+            Value::Null => Some("invalid_json"),
+            _ => Some("json_not_object"),
+        },
+    };
+    match refusal {
+        Some(code) => Err(answer(slack, method, &lenient, api_error(code))),
+        None => Ok(lenient),
     }
 }
 
@@ -360,28 +376,9 @@ fn answer(slack: &FakeSlack, method: &str, body: &Value, outcome: Outcome) -> Re
 
 async fn post_message(State(slack): State<FakeSlack>, headers: HeaderMap, raw: Bytes) -> Response {
     const METHOD: &str = "chat.postMessage";
-    let lenient = serde_json::from_slice::<Value>(&raw).unwrap_or(Value::Null);
-    match slack.take_fault(METHOD) {
-        Some(FaultKind::RateLimit { retry_after }) => {
-            record(
-                &slack,
-                METHOD,
-                &lenient,
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                None,
-                Some("ratelimited".into()),
-            );
-            return rate_limited(retry_after, true);
-        }
-        Some(FaultKind::Error { code }) => {
-            return answer(&slack, METHOD, &lenient, api_error(&code));
-        }
-        None => {}
-    }
-    let body = match parse_api_request(&slack, &headers, &raw) {
+    let body = match accept_api_request(&slack, METHOD, &headers, &raw) {
         Ok(body) => body,
-        Err(outcome) => return answer(&slack, METHOD, &lenient, outcome),
+        Err(refused) => return refused,
     };
     let outcome = {
         let mut inner = slack.lock();
@@ -410,28 +407,9 @@ async fn post_message(State(slack): State<FakeSlack>, headers: HeaderMap, raw: B
 
 async fn update(State(slack): State<FakeSlack>, headers: HeaderMap, raw: Bytes) -> Response {
     const METHOD: &str = "chat.update";
-    let lenient = serde_json::from_slice::<Value>(&raw).unwrap_or(Value::Null);
-    match slack.take_fault(METHOD) {
-        Some(FaultKind::RateLimit { retry_after }) => {
-            record(
-                &slack,
-                METHOD,
-                &lenient,
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                None,
-                Some("ratelimited".into()),
-            );
-            return rate_limited(retry_after, true);
-        }
-        Some(FaultKind::Error { code }) => {
-            return answer(&slack, METHOD, &lenient, api_error(&code));
-        }
-        None => {}
-    }
-    let body = match parse_api_request(&slack, &headers, &raw) {
+    let body = match accept_api_request(&slack, METHOD, &headers, &raw) {
         Ok(body) => body,
-        Err(outcome) => return answer(&slack, METHOD, &lenient, outcome),
+        Err(refused) => return refused,
     };
     let outcome = {
         let mut inner = slack.lock();
