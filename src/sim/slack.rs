@@ -328,17 +328,17 @@ fn accept_api_request(
     method: &str,
     headers: &HeaderMap,
     raw: &Bytes,
-) -> Result<Value, Response> {
+) -> Result<Value, Box<Response>> {
     let lenient = serde_json::from_slice::<Value>(raw).unwrap_or(Value::Null);
     match slack.take_fault(method) {
         Some(FaultKind::RateLimit { retry_after }) => {
             let status = StatusCode::TOO_MANY_REQUESTS;
             let code = Some("ratelimited".to_string());
             record(slack, method, &lenient, status, None, None, code);
-            return Err(rate_limited(retry_after, true));
+            return Err(Box::new(rate_limited(retry_after, true)));
         }
         Some(FaultKind::Error { code }) => {
-            return Err(answer(slack, method, &lenient, api_error(&code)));
+            return Err(Box::new(answer(slack, method, &lenient, api_error(&code))));
         }
         None => {}
     }
@@ -356,7 +356,7 @@ fn accept_api_request(
         },
     };
     match refusal {
-        Some(code) => Err(answer(slack, method, &lenient, api_error(code))),
+        Some(code) => Err(Box::new(answer(slack, method, &lenient, api_error(code)))),
         None => Ok(lenient),
     }
 }
@@ -378,7 +378,7 @@ async fn post_message(State(slack): State<FakeSlack>, headers: HeaderMap, raw: B
     const METHOD: &str = "chat.postMessage";
     let body = match accept_api_request(&slack, METHOD, &headers, &raw) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let outcome = {
         let mut inner = slack.lock();
@@ -409,7 +409,7 @@ async fn update(State(slack): State<FakeSlack>, headers: HeaderMap, raw: Bytes) 
     const METHOD: &str = "chat.update";
     let body = match accept_api_request(&slack, METHOD, &headers, &raw) {
         Ok(body) => body,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let outcome = {
         let mut inner = slack.lock();
