@@ -238,6 +238,12 @@ pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitC
         "  prometheus query_range: http://{addr}/api/v1/query_range (query naming `requests`)"
     );
     println!("  webhook receiver: http://{addr}/_sim/webhook");
+    println!(
+        "  slack web API: http://{addr}/slack/api (bot token {:?}, channel {:?}); incoming webhook: http://{addr}/slack/services/{}",
+        sim::slack::DEFAULT_BOT_TOKEN,
+        sim::slack::DEFAULT_CHANNEL,
+        sim::slack::DEFAULT_WEBHOOK
+    );
     termination().await;
     Ok(ExitCode::SUCCESS)
 }

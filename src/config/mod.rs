@@ -17,6 +17,7 @@ use serde::Deserialize;
 pub use secret::{Secret, SecretRef};
 
 use crate::model::{Currency, Money, Severity, parse_amount};
+use crate::notify::slack::{RawSlack, SlackReceiver};
 use crate::sources::file::config::{FileSettings, RawFile};
 use crate::sources::prometheus::config::{PrometheusSettings, RawPrometheus};
 use crate::sources::racknap::config::{RacknapSettings, RawRacknap};
@@ -202,6 +203,7 @@ impl AmountText {
 pub enum RawReceiver {
     Webhook(RawWebhook),
     Alertmanager(RawAlertmanager),
+    Slack(RawSlack),
 }
 
 #[derive(Debug, Deserialize)]
@@ -457,6 +459,7 @@ pub struct BudgetRule {
 pub enum ReceiverConfig {
     Webhook(WebhookReceiver),
     Alertmanager(AlertmanagerReceiver),
+    Slack(SlackReceiver),
 }
 
 impl ReceiverConfig {
@@ -464,6 +467,7 @@ impl ReceiverConfig {
         match self {
             ReceiverConfig::Webhook(w) => &w.name,
             ReceiverConfig::Alertmanager(a) => &a.name,
+            ReceiverConfig::Slack(s) => &s.name,
         }
     }
 }
@@ -761,16 +765,21 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     let mut receiver_names = BTreeSet::new();
     let mut receivers = Vec::new();
     for (i, r) in raw.receivers.iter().enumerate() {
+        let (kind, name) = match r {
+            RawReceiver::Webhook(w) => ("webhook", &w.name),
+            RawReceiver::Alertmanager(a) => ("alertmanager", &a.name),
+            RawReceiver::Slack(s) => ("slack", &s.name),
+        };
+        let path = format!("receivers[{i}].{kind}");
+        c.name(&format!("{path}.name"), name);
+        if !receiver_names.insert(name.clone()) {
+            c.error(
+                format!("{path}.name"),
+                format!("duplicate receiver name {name:?}"),
+            );
+        }
         match r {
             RawReceiver::Webhook(w) => {
-                let path = format!("receivers[{i}].webhook");
-                c.name(&format!("{path}.name"), &w.name);
-                if !receiver_names.insert(w.name.clone()) {
-                    c.error(
-                        format!("{path}.name"),
-                        format!("duplicate receiver name {:?}", w.name),
-                    );
-                }
                 let url = c.url(&format!("{path}.url"), &w.url);
                 let secret = c.secret(&format!("{path}.secret"), &w.secret);
                 let timeout = c.positive_duration(
@@ -789,17 +798,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
                 }
             }
             RawReceiver::Alertmanager(a) => {
-                let path = format!("receivers[{i}].alertmanager");
-                c.name(&format!("{path}.name"), &a.name);
-                if !receiver_names.insert(a.name.clone()) {
-                    c.error(
-                        format!("{path}.name"),
-                        format!("duplicate receiver name {:?}", a.name),
-                    );
-                }
                 receivers.push(ReceiverConfig::Alertmanager(validate_alertmanager(
                     a, &path, &mut c,
                 )));
+            }
+            RawReceiver::Slack(raw_slack) => {
+                if let Some(slack) = raw_slack.validate(&path, &mut c) {
+                    receivers.push(ReceiverConfig::Slack(slack));
+                }
             }
         }
     }

@@ -220,7 +220,7 @@ pub fn render(
         .iter()
         .map(|n| postable(n, now, resend_interval))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| SendError::permanent_with("invalid_labels", e.to_string()))?;
+        .map_err(|e| SendError::permanent_with_reason("invalid_labels", e.to_string()))?;
     postables
         .chunks(MAX_BATCH)
         .map(|batch| {
@@ -240,9 +240,9 @@ pub fn classify_status(status: StatusCode, body: &str, endpoint: &str) -> SendEr
         400..=499 => {
             let text = truncate(body.trim(), MAX_ERROR_BODY);
             if text.is_empty() {
-                SendError::permanent_with("http_4xx", answered)
+                SendError::permanent_with_reason("http_4xx", answered)
             } else {
-                SendError::permanent_with("http_4xx", format!("{answered}: {text}"))
+                SendError::permanent_with_reason("http_4xx", format!("{answered}: {text}"))
             }
         }
         _ => SendError::recoverable("unexpected_status", answered),
@@ -434,7 +434,7 @@ fn combine(failures: &[(String, SendError)]) -> SendError {
         Some((_, e)) => SendError::recoverable(e.reason, message),
         None => {
             let reason = failures.first().map_or("http_4xx", |(_, e)| e.reason);
-            SendError::permanent_with(reason, message)
+            SendError::permanent_with_reason(reason, message)
         }
     }
 }

@@ -3,6 +3,7 @@
 //! or a restart delays notifications; it loses none and sends none twice (idempotency keys).
 
 pub mod alertmanager;
+pub mod slack;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::model::{Notification, NotificationGroup};
 use crate::store::{Store, StoreError};
 use alertmanager::AlertmanagerSender;
+use slack::SlackSender;
 use webhook::WebhookSender;
 
 /// What a receiver acknowledged for one group message.
@@ -34,6 +36,8 @@ pub struct SendError {
     /// Short fixed label: timeout, connect, http_5xx, http_4xx, rate_limited, ...
     pub reason: &'static str,
     pub message: String,
+    /// How long the receiver asked us to wait (e.g. a 429's `Retry-After`), if it said.
+    pub retry_after: Option<Duration>,
 }
 
 impl SendError {
@@ -42,28 +46,31 @@ impl SendError {
             recoverable: true,
             reason,
             message: message.into(),
+            retry_after: None,
         }
     }
     pub fn permanent(message: impl Into<String>) -> Self {
-        SendError {
-            recoverable: false,
-            reason: "permanent",
-            message: message.into(),
-        }
+        Self::permanent_with_reason("permanent", message)
     }
-    /// A refusal that retrying cannot fix, with a fixed label saying which (`http_4xx`, ...).
-    pub fn permanent_with(reason: &'static str, message: impl Into<String>) -> Self {
+    /// A permanent failure with a more precise label (e.g. Slack's `invalid_auth`).
+    pub fn permanent_with_reason(reason: &'static str, message: impl Into<String>) -> Self {
         SendError {
             recoverable: false,
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
     }
 }
 
 enum Sender {
     Webhook(WebhookSender),
     Alertmanager(AlertmanagerSender),
+    Slack(SlackSender),
 }
 
 /// Until the grouping dispatcher lands: one notification is a group of one.
@@ -82,6 +89,7 @@ impl Sender {
         match self {
             Sender::Webhook(w) => w.send(&group, None).await.map(drop),
             Sender::Alertmanager(a) => a.send(&group, None).await.map(drop),
+            Sender::Slack(s) => s.send(&group, None).await.map(drop),
         }
     }
 }
@@ -143,6 +151,7 @@ impl Dispatcher {
                 ReceiverConfig::Alertmanager(a) => Sender::Alertmanager(
                     AlertmanagerSender::new(a.clone())?.with_metrics(metrics.clone()),
                 ),
+                ReceiverConfig::Slack(s) => Sender::Slack(SlackSender::new(s.clone())?),
             };
             senders.insert(r.name().to_string(), sender);
         }

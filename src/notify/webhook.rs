@@ -179,7 +179,7 @@ pub fn render_group(
 /// The group as Alertmanager's webhook notifier would describe it.
 pub fn alertmanager_message(group: &NotificationGroup) -> Result<AlertmanagerMessage, SendError> {
     let invalid = |e: super::alertmanager::LabelError| {
-        SendError::permanent_with("invalid_labels", e.to_string())
+        SendError::permanent_with_reason("invalid_labels", e.to_string())
     };
     let mut alerts = Vec::with_capacity(group.alerts.len());
     for n in &group.alerts {

@@ -8,6 +8,7 @@ pub mod racknap;
 pub mod rackspace;
 pub mod receiver;
 pub mod sakura;
+pub mod slack;
 pub mod threescale;
 pub mod world;
 
@@ -50,6 +51,8 @@ pub struct Sim {
     pub username: String,
     pub api_key: String,
     pub token_ttl: std::time::Duration,
+    /// The fake Slack Web API, served under `/slack`.
+    pub slack: slack::FakeSlack,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -60,6 +63,7 @@ impl Sim {
             username: DEFAULT_USERNAME.into(),
             api_key: DEFAULT_API_KEY.into(),
             token_ttl: std::time::Duration::from_secs(24 * 3600),
+            slack: slack::FakeSlack::default(),
             inner: Arc::new(Mutex::new(Inner {
                 accounts,
                 tokens: HashMap::new(),
@@ -185,6 +189,7 @@ impl Sim {
             .route("/_sim/webhook", post(receiver::receive).get(receiver::list))
             .route("/_sim/webhook/mode", post(receiver::set_mode))
             .with_state(self.clone())
+            .nest("/slack", self.slack.router())
     }
 
     /// Binds and serves until the returned handle is aborted or the process ends.

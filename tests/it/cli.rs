@@ -111,6 +111,7 @@ fn inline_secret_is_refused_without_printing_it() {
 fn every_example_config_is_valid() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let mut checked = 0;
+    let slack_webhook_url = format!("https://hooks.slack.com/services/T0/B0/{SECRET_VALUE}");
     for entry in std::fs::read_dir(&examples).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("toml") {
@@ -125,6 +126,8 @@ fn every_example_config_is_valid() {
                 ("SAKURA_ACCESS_TOKEN", SECRET_VALUE),
                 ("SAKURA_ACCESS_TOKEN_SECRET", SECRET_VALUE),
                 ("RACKNAP_API_KEY", SECRET_VALUE),
+                ("SLACK_BOT_TOKEN", SECRET_VALUE),
+                ("SLACK_WEBHOOK_URL", slack_webhook_url.as_str()),
             ],
             None,
         );

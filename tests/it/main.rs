@@ -6,5 +6,6 @@ mod e2e;
 mod faults;
 mod restart;
 mod scenarios;
+mod slack;
 mod sources;
 mod support;
