@@ -98,7 +98,7 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
-            clock: self.clock,
+            clock: self.clock.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             totals: self.totals.clone(),
@@ -198,7 +198,7 @@ impl Runtime {
 }
 
 /// Sleeps `d` of clock time, or returns early (true) when shutdown is requested.
-async fn sleep_or_stop(clock: Clock, d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn sleep_or_stop(clock: &Clock, d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
         _ = clock.sleep(d) => {}
         _ = shutdown.wait_for(|s| *s) => return true,
@@ -260,6 +260,7 @@ async fn poll_loop(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _participant = shared.clock.participate();
     let limit = Arc::new(Semaphore::new(source.concurrency().max(1)));
     loop {
         let mut round = JoinSet::new();
@@ -287,7 +288,7 @@ async fn poll_loop(
             }
         }
         shared.evaluate_now.notify_one();
-        if sleep_or_stop(shared.clock, jittered(source.interval()), &mut shutdown).await {
+        if sleep_or_stop(&shared.clock, jittered(source.interval()), &mut shutdown).await {
             return;
         }
     }
@@ -321,6 +322,7 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
         evaluate_now,
         dispatch_now,
     } = shared.as_ref();
+    let _participant = clock.participate();
     loop {
         let at = clock.now();
         let evaluation = evaluator.evaluate(store.as_ref(), at, metrics);
