@@ -111,6 +111,9 @@ impl Runtime {
             metrics: self.metrics.clone(),
             ready: ready.clone(),
             status: status.clone(),
+            store: self.store.clone(),
+            inhibit_rules: Arc::new(self.config.inhibit_rules.clone()),
+            api_token: self.config.api_token.clone(),
         });
         let mut server_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -133,13 +136,7 @@ impl Runtime {
             ));
         }
 
-        let receivers = self
-            .config
-            .receivers
-            .iter()
-            .map(|r| r.name().to_string())
-            .collect();
-        let mut alerting = Alerting::restore(self.store.as_ref(), receivers)?;
+        let mut alerting = Alerting::restore(self.store.as_ref(), self.config.routes.clone())?;
         let rule_names = self.config.rules.iter().map(|r| r.name());
         for event in alerting.retire_removed_rules(
             rule_names,
@@ -161,6 +158,7 @@ impl Runtime {
 
         let dispatcher = Dispatcher::new(
             &self.config.receivers,
+            self.config.inhibit_rules.clone(),
             self.store.clone(),
             self.metrics.clone(),
             options.retry,

@@ -7,9 +7,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
-use super::SendError;
+use super::{Delivery, SendError};
 use crate::config::{Secret, WebhookReceiver};
-use crate::model::Notification;
+use crate::model::{Notification, NotificationGroup};
 
 pub const SIGNATURE_HEADER: &str = "X-Spendwatch-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Spendwatch-Timestamp";
@@ -107,7 +107,22 @@ impl WebhookSender {
         )
     }
 
-    pub async fn send(&self, n: &Notification) -> Result<(), SendError> {
+    /// Until the webhook renders a whole group in one body, each alert of the group is posted
+    /// as its own request with its own idempotency key (a group of one is unchanged). A
+    /// failure fails the group: members already posted are posted again on the retry, with
+    /// the same keys.
+    pub async fn send(
+        &self,
+        group: &NotificationGroup,
+        _thread: Option<&str>,
+    ) -> Result<Delivery, SendError> {
+        for n in &group.alerts {
+            self.send_one(n).await?;
+        }
+        Ok(Delivery::default())
+    }
+
+    async fn send_one(&self, n: &Notification) -> Result<(), SendError> {
         let body = render(n)?;
         let timestamp = jiff::Timestamp::now().as_second();
         let signature = sign(&self.config.secret, timestamp, &body);
