@@ -311,3 +311,220 @@ async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::alerting::matcher::Matcher;
+    use crate::model::Severity;
+    use crate::store::SqliteStore;
+
+    const TOKEN: &str = "test-api-token-4f1d";
+
+    fn alert(fp: &str, account: &str, level: &str) -> AlertRecord {
+        AlertRecord {
+            fingerprint: fp.into(),
+            rule: "budget".into(),
+            labels: [("alertname", "budget"), ("account", account), ("level", level)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            annotations: BTreeMap::new(),
+            severity: Severity::Critical,
+            state: AlertState::Firing,
+            active_at: None,
+            fired_at: Some(Timestamp::now()),
+            resolved_at: None,
+            keep_firing_since: None,
+            value: "1".into(),
+            threshold: "1".into(),
+            summary: "s".into(),
+            seq: 1,
+            contributors: Vec::new(),
+        }
+    }
+
+    /// The real router on 127.0.0.1:0; returns its base URL.
+    async fn serve(token: Option<&str>, alerts: Vec<AlertRecord>) -> String {
+        crate::ensure_crypto_provider();
+        let state = ServerState {
+            metrics: Arc::new(Metrics::new()),
+            ready: Arc::new(AtomicBool::new(true)),
+            status: Arc::new(RwLock::new(EvalView {
+                rules: Vec::new(),
+                alerts,
+            })),
+            store: Arc::new(SqliteStore::open_in_memory().unwrap()),
+            inhibit_rules: Arc::new(vec![InhibitRule {
+                source: vec![Matcher::parse("level=\"100\"").unwrap()],
+                target: vec![Matcher::parse("level=\"80\"").unwrap()],
+                equal: vec!["account".into()],
+            }]),
+            api_token: token.map(Secret::new),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router(state)).await;
+        });
+        format!("http://{addr}")
+    }
+
+    fn silence_body(matcher: &str) -> serde_json::Value {
+        let ends = Timestamp::now() + jiff::SignedDuration::from_hours(2);
+        serde_json::json!({
+            "matchers": [matcher],
+            "endsAt": ends.to_string(),
+            "createdBy": "ana",
+            "comment": "migration window",
+        })
+    }
+
+    async fn json(r: reqwest::Response) -> (u16, serde_json::Value) {
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn silences_are_created_listed_and_expired_with_the_token() {
+        let base = serve(Some(TOKEN), Vec::new()).await;
+        let http = reqwest::Client::new();
+        let url = format!("{base}/api/v1/silences");
+        let body = silence_body("account=\"020-1\"");
+
+        let (status, err) = json(http.post(&url).json(&body).send().await.unwrap()).await;
+        assert_eq!(status, 401, "{err}");
+        assert!(err["error"].as_str().unwrap().contains("Bearer"));
+        let (status, err) = json(
+            http.post(&url)
+                .bearer_auth("wrong")
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 401);
+        assert!(!err.to_string().contains(TOKEN));
+
+        let (status, created) = json(
+            http.post(&url)
+                .bearer_auth(TOKEN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200, "{created}");
+        let id = created["data"]["silenceID"].as_str().unwrap().to_string();
+
+        // Listing needs no token.
+        let (status, listed) = json(http.get(&url).send().await.unwrap()).await;
+        assert_eq!(status, 200);
+        let s = &listed["data"]["silences"][0];
+        assert_eq!(s["id"], id.as_str());
+        assert_eq!(s["status"]["state"], "active");
+        assert_eq!(s["createdBy"], "ana");
+        assert_eq!(
+            s["matchers"][0],
+            serde_json::json!({"name": "account", "value": "020-1", "isRegex": false, "isEqual": true})
+        );
+
+        let one = format!("{url}/{id}");
+        assert_eq!(http.delete(&one).send().await.unwrap().status(), 401);
+        let (status, expired) = json(http.delete(&one).bearer_auth(TOKEN).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{expired}");
+        assert_eq!(expired["data"]["silence"]["status"]["state"], "expired");
+        let (_, listed) = json(http.get(&url).send().await.unwrap()).await;
+        assert_eq!(listed["data"]["silences"][0]["status"]["state"], "expired");
+        let (status, _) = json(
+            http.delete(format!("{url}/no-such-id"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 404);
+
+        // Bad requests say what is wrong.
+        let (status, err) = json(
+            http.post(&url)
+                .bearer_auth(TOKEN)
+                .json(&silence_body("team=~\".*\""))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(err["error"].as_str().unwrap().contains("non-empty value"), "{err}");
+        let (status, err) = json(
+            http.post(&url)
+                .bearer_auth(TOKEN)
+                .body("{not json")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(err["error"].as_str().unwrap().starts_with("invalid silence"));
+    }
+
+    #[tokio::test]
+    async fn without_a_configured_token_silences_are_read_only() {
+        let base = serve(None, Vec::new()).await;
+        let http = reqwest::Client::new();
+        let url = format!("{base}/api/v1/silences");
+        for request in [
+            http.post(&url).json(&silence_body("account=\"1\"")),
+            http.post(&url)
+                .bearer_auth("anything")
+                .json(&silence_body("account=\"1\"")),
+            http.delete(format!("{url}/some-id")).bearer_auth("anything"),
+        ] {
+            let (status, err) = json(request.send().await.unwrap()).await;
+            assert_eq!(status, 403);
+            assert_eq!(err["error"], NO_TOKEN_MESSAGE);
+        }
+        let (status, listed) = json(http.get(&url).send().await.unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(listed["data"]["silences"], serde_json::json!([]));
+    }
+
+    #[tokio::test]
+    async fn alerts_show_whether_they_are_silenced_or_inhibited() {
+        let base = serve(
+            Some(TOKEN),
+            vec![
+                alert("fp80", "1", "80"),
+                alert("fp100", "1", "100"),
+                alert("fp-other", "2", "80"),
+            ],
+        )
+        .await;
+        let http = reqwest::Client::new();
+        let (_, created) = json(
+            http.post(format!("{base}/api/v1/silences"))
+                .bearer_auth(TOKEN)
+                .json(&silence_body("account=\"2\""))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let id = created["data"]["silenceID"].clone();
+        let (_, body) = json(http.get(format!("{base}/api/v1/alerts")).send().await.unwrap()).await;
+        let alerts = body["data"]["alerts"].as_array().unwrap();
+        let by_fp = |fp: &str| alerts.iter().find(|a| a["fingerprint"] == fp).unwrap().clone();
+        assert_eq!(by_fp("fp80")["inhibitedBy"], serde_json::json!(["fp100"]));
+        assert_eq!(by_fp("fp80")["muted"], true);
+        assert_eq!(by_fp("fp100")["muted"], false);
+        assert_eq!(by_fp("fp-other")["silencedBy"], serde_json::json!([id]));
+        assert_eq!(by_fp("fp-other")["inhibitedBy"], serde_json::json!([]));
+    }
+}

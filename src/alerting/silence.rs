@@ -133,6 +133,18 @@ fn yes() -> bool {
     true
 }
 
+impl MatcherJson {
+    pub fn to_matcher(&self) -> Result<Matcher, super::matcher::MatcherError> {
+        let op = match (self.is_regex, self.is_equal) {
+            (false, true) => MatchOp::Equal,
+            (false, false) => MatchOp::NotEqual,
+            (true, true) => MatchOp::Regex,
+            (true, false) => MatchOp::NotRegex,
+        };
+        Matcher::new(&self.name, op, &self.value)
+    }
+}
+
 impl From<&Matcher> for MatcherJson {
     fn from(m: &Matcher) -> Self {
         MatcherJson {
@@ -156,15 +168,7 @@ impl MatcherInput {
     fn to_matcher(&self) -> Result<Matcher, String> {
         match self {
             MatcherInput::Text(t) => Matcher::parse(t).map_err(|e| e.to_string()),
-            MatcherInput::Object(o) => {
-                let op = match (o.is_regex, o.is_equal) {
-                    (false, true) => MatchOp::Equal,
-                    (false, false) => MatchOp::NotEqual,
-                    (true, true) => MatchOp::Regex,
-                    (true, false) => MatchOp::NotRegex,
-                };
-                Matcher::new(&o.name, op, &o.value).map_err(|e| e.to_string())
-            }
+            MatcherInput::Object(o) => o.to_matcher().map_err(|e| e.to_string()),
         }
     }
 }

@@ -834,6 +834,44 @@ mod tests {
     }
 
     #[test]
+    fn outbox_rows_from_before_grouping_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A store as schema version 2 left it: one delivered row, one still pending.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let payload = |key: &str| {
+                format!(
+                    r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
+                    "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
+                    "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
+                )
+            };
+            conn.execute(
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
+                 VALUES ('k1', 'hook', ?1, 1000, 1000, 2000), ('k2', 'hook', ?2, 3000, 3000, NULL)",
+                params![payload("k1"), payload("k2")],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let open = store.open_outbox(10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].notification.idempotency_key, "k2");
+        assert_eq!(open[0].state, RowState::Pending);
+        assert_eq!(open[0].group, GroupSettings::legacy("hook", "fp1"));
+        assert_eq!(open[0].pending_since, Timestamp::from_millisecond(3000).unwrap());
+        let stats = store.outbox_stats().unwrap();
+        assert_eq!((stats.pending, stats.delivered), (1, 1));
+        assert!(store.load_groups().unwrap().is_empty());
+        assert!(store.silences().unwrap().is_empty());
+    }
+
+    #[test]
     fn history_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");

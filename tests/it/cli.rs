@@ -125,6 +125,7 @@ fn every_example_config_is_valid() {
                 ("SAKURA_ACCESS_TOKEN", SECRET_VALUE),
                 ("SAKURA_ACCESS_TOKEN_SECRET", SECRET_VALUE),
                 ("RACKNAP_API_KEY", SECRET_VALUE),
+                ("SPENDWATCH_API_TOKEN", SECRET_VALUE),
             ],
             None,
         );

@@ -3,6 +3,7 @@
 mod cli;
 mod e2e;
 mod faults;
+mod notify;
 mod restart;
 mod sources;
 mod support;

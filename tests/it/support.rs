@@ -65,8 +65,18 @@ pub struct ConfigOptions {
     pub budget: &'static str,
     pub max_retries: u32,
     pub timeout: &'static str,
+    /// The `[route]` table; the default sends at once and lets changes follow a second later.
+    pub route: String,
     pub extra: String,
 }
+
+/// The daemon's notification timings shortened for tests (the defaults are 30s and 5m).
+pub const FAST_ROUTE: &str = r#"
+[route]
+receiver = "hook"
+group_wait = "0s"
+group_interval = "1s"
+"#;
 
 impl Default for ConfigOptions {
     fn default() -> Self {
@@ -75,6 +85,7 @@ impl Default for ConfigOptions {
             budget: "5000.00",
             max_retries: 0,
             timeout: "2s",
+            route: FAST_ROUTE.to_string(),
             extra: String::new(),
         }
     }
@@ -131,12 +142,14 @@ labels = {{ team = "payments" }}
 name = "hook"
 url = "http://{sim}/_sim/webhook"
 secret = {{ file = "hook-secret" }}
+{route}
 {extra}
 "#,
         user = sim::DEFAULT_USERNAME,
         budget = o.budget,
         timeout = o.timeout,
         retries = o.max_retries,
+        route = o.route,
         extra = o.extra,
     );
     let path = dir.path().join("spendwatch.toml");
