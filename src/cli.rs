@@ -418,13 +418,12 @@ async fn api_call(
         return Ok(body["data"].clone());
     }
     let message = body["error"].as_str().unwrap_or("no error message");
-    let hint = if status == reqwest::StatusCode::UNAUTHORIZED
-        && std::env::var(API_TOKEN_ENV).is_err()
-    {
-        format!(" (set {API_TOKEN_ENV} to the daemon's [api] token)")
-    } else {
-        String::new()
-    };
+    let hint =
+        if status == reqwest::StatusCode::UNAUTHORIZED && std::env::var(API_TOKEN_ENV).is_err() {
+            format!(" (set {API_TOKEN_ENV} to the daemon's [api] token)")
+        } else {
+            String::new()
+        };
     anyhow::bail!("{what}: {status}: {message}{hint}")
 }
 

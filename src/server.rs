@@ -327,10 +327,14 @@ mod tests {
         AlertRecord {
             fingerprint: fp.into(),
             rule: "budget".into(),
-            labels: [("alertname", "budget"), ("account", account), ("level", level)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<BTreeMap<_, _>>(),
+            labels: [
+                ("alertname", "budget"),
+                ("account", account),
+                ("level", level),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
             annotations: BTreeMap::new(),
             severity: Severity::Critical,
             state: AlertState::Firing,
@@ -435,7 +439,8 @@ mod tests {
 
         let one = format!("{url}/{id}");
         assert_eq!(http.delete(&one).send().await.unwrap().status(), 401);
-        let (status, expired) = json(http.delete(&one).bearer_auth(TOKEN).send().await.unwrap()).await;
+        let (status, expired) =
+            json(http.delete(&one).bearer_auth(TOKEN).send().await.unwrap()).await;
         assert_eq!(status, 200, "{expired}");
         assert_eq!(expired["data"]["silence"]["status"]["state"], "expired");
         let (_, listed) = json(http.get(&url).send().await.unwrap()).await;
@@ -461,7 +466,10 @@ mod tests {
         )
         .await;
         assert_eq!(status, 400);
-        assert!(err["error"].as_str().unwrap().contains("non-empty value"), "{err}");
+        assert!(
+            err["error"].as_str().unwrap().contains("non-empty value"),
+            "{err}"
+        );
         let (status, err) = json(
             http.post(&url)
                 .bearer_auth(TOKEN)
@@ -472,7 +480,12 @@ mod tests {
         )
         .await;
         assert_eq!(status, 400);
-        assert!(err["error"].as_str().unwrap().starts_with("invalid silence"));
+        assert!(
+            err["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid silence")
+        );
     }
 
     #[tokio::test]
@@ -485,7 +498,8 @@ mod tests {
             http.post(&url)
                 .bearer_auth("anything")
                 .json(&silence_body("account=\"1\"")),
-            http.delete(format!("{url}/some-id")).bearer_auth("anything"),
+            http.delete(format!("{url}/some-id"))
+                .bearer_auth("anything"),
         ] {
             let (status, err) = json(request.send().await.unwrap()).await;
             assert_eq!(status, 403);
@@ -518,9 +532,21 @@ mod tests {
         )
         .await;
         let id = created["data"]["silenceID"].clone();
-        let (_, body) = json(http.get(format!("{base}/api/v1/alerts")).send().await.unwrap()).await;
+        let (_, body) = json(
+            http.get(format!("{base}/api/v1/alerts"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         let alerts = body["data"]["alerts"].as_array().unwrap();
-        let by_fp = |fp: &str| alerts.iter().find(|a| a["fingerprint"] == fp).unwrap().clone();
+        let by_fp = |fp: &str| {
+            alerts
+                .iter()
+                .find(|a| a["fingerprint"] == fp)
+                .unwrap()
+                .clone()
+        };
         assert_eq!(by_fp("fp80")["inhibitedBy"], serde_json::json!(["fp100"]));
         assert_eq!(by_fp("fp80")["muted"], true);
         assert_eq!(by_fp("fp100")["muted"], false);

@@ -29,6 +29,9 @@ pub struct PlannedSend {
     pub rows: Vec<i64>,
     pub previous: Option<GroupState>,
     pub repeat: bool,
+    /// Members of the stored group whose episode is over without a row here (the alert
+    /// moved to another group, or its rule went away): dropped from the group.
+    pub stale: Vec<String>,
 }
 
 /// What one pass should do.
@@ -39,20 +42,27 @@ pub struct Plan {
     /// Rows newly suppressed: (receiver, metric outcome).
     pub suppressed: Vec<(String, &'static str)>,
     pub sends: Vec<PlannedSend>,
+    /// Stored groups with nothing left in them: (receiver, key) to delete.
+    pub forget: Vec<(String, String)>,
     /// Groups with changes that wait for `group_wait`, `group_interval` or a retry.
     pub waiting_groups: usize,
 }
+
+/// Whether an alert (fingerprint, labels) is muted now, and by what.
+pub type MuteCheck<'a> = dyn Fn(&str, &BTreeMap<String, String>) -> Option<Mute> + 'a;
 
 fn after(t: Timestamp, ms: u64) -> Timestamp {
     let d = SignedDuration::from_millis(i64::try_from(ms).unwrap_or(i64::MAX));
     t.checked_add(d).unwrap_or(Timestamp::MAX)
 }
 
-/// Decides what to send at `now`. `mutes` says whether an alert (fingerprint, labels) is muted.
+/// Decides what to send at `now`. `mutes` says whether an alert (fingerprint, labels) is
+/// muted; `current` whether a member's episode still fires.
 pub fn plan(
     rows: &[OutboxEntry],
     groups: &[GroupState],
-    mutes: &dyn Fn(&str, &BTreeMap<String, String>) -> Option<Mute>,
+    mutes: &MuteCheck,
+    current: &dyn Fn(&Notification) -> bool,
     now: Timestamp,
 ) -> Plan {
     let mut plan = Plan::default();
@@ -165,6 +175,16 @@ pub fn plan(
             }
             continue;
         }
+        let (members, stale): (Vec<&Notification>, Vec<&Notification>) = state
+            .iter()
+            .flat_map(|s| s.members.iter())
+            .partition(|m| current(m));
+        if changed.is_empty() && members.is_empty() {
+            if state.is_some() {
+                plan.forget.push((receiver.clone(), key.clone()));
+            }
+            continue;
+        }
         let last_sent = state.and_then(|s| s.last_sent);
         let repeat = changed.is_empty();
         let due = if repeat {
@@ -191,13 +211,10 @@ pub fn plan(
         // The message shows the group as it stands: firing alerts already sent (unless muted
         // now) and every change in this send.
         let mut alerts: BTreeMap<String, Notification> = BTreeMap::new();
-        if let Some(s) = state {
-            for m in &s.members {
-                if m.status == NotificationStatus::Firing
-                    && mutes(&m.fingerprint, &m.labels).is_none()
-                {
-                    alerts.insert(m.fingerprint.clone(), m.clone());
-                }
+        for m in &members {
+            if m.status == NotificationStatus::Firing && mutes(&m.fingerprint, &m.labels).is_none()
+            {
+                alerts.insert(m.fingerprint.clone(), (*m).clone());
             }
         }
         for (row, _) in &changed {
@@ -227,6 +244,7 @@ pub fn plan(
             previous: state.cloned(),
             settings,
             repeat,
+            stale: stale.iter().map(|m| m.fingerprint.clone()).collect(),
         });
     }
     plan
@@ -243,6 +261,7 @@ pub fn after_delivery(
         .previous
         .iter()
         .flat_map(|p| p.members.iter())
+        .filter(|m| !send.stale.contains(&m.fingerprint))
         .map(|m| (m.fingerprint.clone(), m.clone()))
         .collect();
     for n in rows {

@@ -22,7 +22,7 @@ use crate::alerting::inhibit::InhibitRule;
 use crate::alerting::silence::{Muter, Silence};
 use crate::config::ReceiverConfig;
 use crate::metrics::Metrics;
-use crate::model::{Notification, NotificationGroup};
+use crate::model::{AlertRecord, AlertState, Notification, NotificationGroup};
 use crate::store::{SendRecord, Store, StoreError};
 use group::PlannedSend;
 use webhook::WebhookSender;
@@ -119,6 +119,8 @@ impl RetryPolicy {
     }
 }
 
+const UNKNOWN_RECEIVER: &str = "unknown_receiver";
+
 /// Open rows read per pass: far more than a storm produces between two passes.
 const MAX_OPEN_ROWS: usize = 20_000;
 
@@ -181,10 +183,42 @@ impl Dispatcher {
         let mut stats = PassStats::default();
         let rows = self.store.open_outbox(MAX_OPEN_ROWS)?;
         let groups = self.store.load_groups()?;
-        let muter = self.muter(now)?;
-        let plan = group::plan(&rows, &groups, &|fp, labels| muter.mutes(fp, labels), now);
+        // Inhibition needs the firing alerts, and group members are checked against them;
+        // skip reading them when neither applies.
+        let alerts = if self.inhibit_rules.is_empty() && groups.is_empty() {
+            Vec::new()
+        } else {
+            self.store.load_alerts()?
+        };
+        let firing: HashMap<&str, Timestamp> = alerts
+            .iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .filter_map(|a| Some((a.fingerprint.as_str(), a.fired_at?)))
+            .collect();
+        let muter = self.muter(&alerts, now)?;
+        let plan = group::plan(
+            &rows,
+            &groups,
+            &|fp, labels| muter.mutes(fp, labels),
+            // A member is current while its episode (the firing it was sent for) goes on.
+            &|m| firing.get(m.fingerprint.as_str()) == Some(&m.starts_at),
+            now,
+        );
         if !plan.changes.is_empty() {
             self.store.change_rows(&plan.changes, now)?;
+        }
+        for (receiver, key) in &plan.forget {
+            self.store.record_send(&SendRecord {
+                receiver: receiver.clone(),
+                key: key.clone(),
+                group: None,
+                delivered: Vec::new(),
+                failed: Vec::new(),
+                dead: Vec::new(),
+                error: None,
+                at: now,
+            })?;
+            tracing::info!(receiver = %receiver, group = %key, "Forgot a notification group with nothing left in it.");
         }
         for (receiver, outcome) in &plan.suppressed {
             self.metrics.notifications(receiver, outcome, 1);
@@ -201,7 +235,7 @@ impl Dispatcher {
         Ok(stats)
     }
 
-    fn muter(&self, now: Timestamp) -> Result<Muter, StoreError> {
+    fn muter(&self, alerts: &[AlertRecord], now: Timestamp) -> Result<Muter, StoreError> {
         let silences = self
             .store
             .silences()?
@@ -214,13 +248,7 @@ impl Dispatcher {
                 }
             })
             .collect();
-        // Inhibition needs the firing alerts; skip reading them when no rule could use them.
-        let alerts = if self.inhibit_rules.is_empty() {
-            Vec::new()
-        } else {
-            self.store.load_alerts()?
-        };
-        Ok(Muter::new(silences, &self.inhibit_rules, &alerts, now))
+        Ok(Muter::new(silences, &self.inhibit_rules, alerts, now))
     }
 
     async fn deliver(
@@ -231,9 +259,10 @@ impl Dispatcher {
         stats: &mut PassStats,
     ) -> Result<(), StoreError> {
         let receiver = send.group.receiver.as_str();
+        let ids: std::collections::HashSet<i64> = send.rows.iter().copied().collect();
         let sent_rows: Vec<&Notification> = rows
             .iter()
-            .filter(|r| send.rows.contains(&r.id))
+            .filter(|r| ids.contains(&r.id))
             .map(|r| &r.notification)
             .collect();
         let key = send.group.idempotency_key();
@@ -248,7 +277,7 @@ impl Dispatcher {
             }
             None => Err(SendError {
                 recoverable: false,
-                reason: "unknown_receiver",
+                reason: UNKNOWN_RECEIVER,
                 message: format!("receiver {receiver:?} is not configured"),
                 retry_after: None,
             }),
@@ -302,10 +331,16 @@ impl Dispatcher {
                 } else {
                     (Vec::new(), send.rows.clone(), None)
                 };
+                // A receiver no longer configured keeps no group state.
+                let group = if e.reason == UNKNOWN_RECEIVER {
+                    None
+                } else {
+                    group::after_failure(send, &error, next_attempt)
+                };
                 self.store.record_send(&SendRecord {
                     receiver: receiver.to_string(),
                     key: send.group.key.clone(),
-                    group: group::after_failure(send, &error, next_attempt),
+                    group,
                     delivered: Vec::new(),
                     failed: failed.clone(),
                     dead: dead.clone(),

@@ -568,3 +568,26 @@ async fn group_state_and_silences_survive_a_restart() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_group_left_behind_by_a_route_change_is_forgotten() {
+    let mut h = Harness::new(&["alertname"]);
+    h.apply(0, &[transition("a", "100", true)]);
+    assert_eq!(h.pass(WAIT).await.messages, 1);
+    let old_key = h.store.load_groups().unwrap()[0].settings.key.clone();
+    // The config now groups by account too: the resolution lands in another group.
+    h.alerting = Alerting::restore(h.store.as_ref(), tree(&["alertname", "account"])).unwrap();
+    h.apply(100, &[transition("a", "100", false)]);
+    h.pass(101).await;
+    let groups = h.store.load_groups().unwrap();
+    assert!(
+        groups.iter().all(|g| g.settings.key != old_key),
+        "the old group no longer holds the resolved alert: {groups:?}"
+    );
+    assert_eq!(h.pass(100 + WAIT).await.messages, 1);
+    let m = h.receiver.messages();
+    assert_eq!(m[1].0.status(), NotificationStatus::Resolved);
+    // No reminder of a stale firing alert, ever.
+    assert_eq!(h.pass(REPEAT * 2).await.messages, 0);
+    assert!(h.store.load_groups().unwrap().is_empty());
+}

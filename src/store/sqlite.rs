@@ -864,7 +864,10 @@ mod tests {
         assert_eq!(open[0].notification.idempotency_key, "k2");
         assert_eq!(open[0].state, RowState::Pending);
         assert_eq!(open[0].group, GroupSettings::legacy("hook", "fp1"));
-        assert_eq!(open[0].pending_since, Timestamp::from_millisecond(3000).unwrap());
+        assert_eq!(
+            open[0].pending_since,
+            Timestamp::from_millisecond(3000).unwrap()
+        );
         let stats = store.outbox_stats().unwrap();
         assert_eq!((stats.pending, stats.delivered), (1, 1));
         assert!(store.load_groups().unwrap().is_empty());

@@ -153,13 +153,12 @@ async fn a_storm_of_200_accounts_is_one_group_message() {
     assert!(told.values().all(|n| *n == 1), "{told:?}");
 
     // The API shows one group holding all 200 firing alerts.
-    let body: serde_json::Value =
-        reqwest::get(format!("{}/api/v1/notifications", daemon.base))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let body: serde_json::Value = reqwest::get(format!("{}/api/v1/notifications", daemon.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let groups = body["data"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{groups:?}");
     assert_eq!(groups[0]["members"].as_array().unwrap().len(), 200);
@@ -202,8 +201,7 @@ async fn silence_cli_mutes_an_alert_until_it_is_expired() {
             ..ConfigOptions::default()
         },
     );
-    let daemon =
-        Daemon::start_with_env(&config, &[("SPENDWATCH_IT_API_TOKEN", API_TOKEN)]).await;
+    let daemon = Daemon::start_with_env(&config, &[("SPENDWATCH_IT_API_TOKEN", API_TOKEN)]).await;
     daemon.wait_first_poll().await;
 
     // Without the token the daemon refuses, and the CLI says what to set.
@@ -241,7 +239,10 @@ async fn silence_cli_mutes_an_alert_until_it_is_expired() {
 
     let (ok, table, stderr) = cli(&config, &["ls"], None);
     assert!(ok, "{stderr}");
-    let row = table.lines().find(|l| l.starts_with(&id)).unwrap_or_default();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_default();
     assert!(
         row.contains("active")
             && row.contains("account=\"020-1001\" severity=~\"crit.*\"")
@@ -301,9 +302,11 @@ async fn silence_cli_mutes_an_alert_until_it_is_expired() {
     let (ok, stdout, stderr) = cli(&config, &["expire", &id], Some(API_TOKEN));
     assert!(ok, "{stderr}");
     assert_eq!(stdout.trim(), format!("expired {id}"));
-    eventually("firing webhook after expiry", Duration::from_secs(30), || async {
-        (firing_webhooks(&sim) == 1).then_some(())
-    })
+    eventually(
+        "firing webhook after expiry",
+        Duration::from_secs(30),
+        || async { (firing_webhooks(&sim) == 1).then_some(()) },
+    )
     .await;
     daemon
         .wait_metric(
