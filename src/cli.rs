@@ -402,7 +402,7 @@ async fn api_call(
     what: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let request = match std::env::var(API_TOKEN_ENV) {
-        Ok(token) if !token.is_empty() => request.bearer_auth(token),
+        Ok(token) if !token.trim().is_empty() => request.bearer_auth(token.trim()),
         _ => request,
     };
     let response = request
