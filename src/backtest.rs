@@ -260,7 +260,7 @@ pub fn run(
     let step_signed = SignedDuration::try_from(step).unwrap_or(SignedDuration::from_hours(1));
     let evaluator = Evaluator::new(config.rules.clone());
     // No receivers: the replay notifies nobody.
-    let mut alerting = Alerting::restore(store, Vec::new())?;
+    let mut alerting = Alerting::restore(store, crate::alerting::Routes::none())?;
     let metrics = Metrics::new();
     let total_steps =
         (to.duration_since(from).as_secs() / step_signed.as_secs().max(1)).max(0) as u64 + 1;

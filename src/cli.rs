@@ -368,3 +368,203 @@ pub fn detect_suite(seed: u64, threshold: f64) -> anyhow::Result<ExitCode> {
     ))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// `spendwatch silence ...`: what to do on the daemon.
+#[derive(Debug, Clone)]
+pub enum SilenceCommand {
+    Add {
+        matchers: Vec<String>,
+        duration: Duration,
+        comment: String,
+        author: Option<String>,
+        start: Option<jiff::Timestamp>,
+    },
+    List {
+        json: bool,
+        all: bool,
+    },
+    Expire {
+        ids: Vec<String>,
+    },
+}
+
+/// Where the daemon's API is: `--url`, else the `server.listen` of `--config` (read without
+/// resolving any secret), else the default listen address.
+fn api_base(url: Option<&str>, config: Option<&Path>) -> anyhow::Result<String> {
+    if let Some(u) = url {
+        return Ok(u.trim_end_matches('/').to_string());
+    }
+    let listen = match config {
+        None => crate::config::DEFAULT_LISTEN.to_string(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let raw = crate::config::parse_raw(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            raw.server
+                .listen
+                .unwrap_or_else(|| crate::config::DEFAULT_LISTEN.to_string())
+        }
+    };
+    let mut addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("server.listen {listen:?} is not an address"))?;
+    // A daemon listening on every interface is reached on loopback.
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::IpAddr::from([127, 0, 0, 1]));
+    }
+    Ok(format!("http://{addr}"))
+}
+
+pub const API_TOKEN_ENV: &str = "SPENDWATCH_API_TOKEN";
+
+/// Sends one API request and returns the `data` of a success, or the server's error.
+async fn api_call(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let request = match std::env::var(API_TOKEN_ENV) {
+        Ok(token) if !token.trim().is_empty() => request.bearer_auth(token.trim()),
+        _ => request,
+    };
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("{what}: cannot reach spendwatch"))?;
+    let status = response.status();
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .with_context(|| format!("{what}: spendwatch answered {status} without a JSON body"))?;
+    if status.is_success() {
+        return Ok(body["data"].clone());
+    }
+    let message = body["error"].as_str().unwrap_or("no error message");
+    let hint =
+        if status == reqwest::StatusCode::UNAUTHORIZED && std::env::var(API_TOKEN_ENV).is_err() {
+            format!(" (set {API_TOKEN_ENV} to the daemon's [api] token)")
+        } else {
+            String::new()
+        };
+    anyhow::bail!("{what}: {status}: {message}{hint}")
+}
+
+pub async fn silence(
+    url: Option<&str>,
+    config: Option<&Path>,
+    command: SilenceCommand,
+) -> anyhow::Result<ExitCode> {
+    let base = api_base(url, config)?;
+    crate::ensure_crypto_provider();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .context("building the HTTP client")?;
+    match command {
+        SilenceCommand::Add {
+            matchers,
+            duration,
+            comment,
+            author,
+            start,
+        } => {
+            let starts = start.unwrap_or_else(jiff::Timestamp::now);
+            let ends = starts
+                .checked_add(jiff::SignedDuration::try_from(duration)?)
+                .context("--duration is too long")?;
+            let author = author
+                .or_else(|| std::env::var("USER").ok())
+                .unwrap_or_else(|| "spendwatch-cli".to_string());
+            let body = serde_json::json!({
+                "matchers": matchers,
+                "startsAt": starts.to_string(),
+                "endsAt": ends.to_string(),
+                "createdBy": author,
+                "comment": comment,
+            });
+            let data = api_call(
+                http.post(format!("{base}/api/v1/silences")).json(&body),
+                "adding the silence",
+            )
+            .await?;
+            emit(&format!("{}\n", data["silenceID"].as_str().unwrap_or("")))?;
+        }
+        SilenceCommand::List { json, all } => {
+            let data = api_call(
+                http.get(format!("{base}/api/v1/silences")),
+                "listing silences",
+            )
+            .await?;
+            let silences: Vec<&serde_json::Value> = data["silences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| all || s["status"]["state"] != "expired")
+                .collect();
+            if json {
+                emit(&format!("{}\n", serde_json::to_string_pretty(&silences)?))?;
+            } else {
+                emit(&silence_table(&silences))?;
+            }
+        }
+        SilenceCommand::Expire { ids } => {
+            for id in ids {
+                api_call(
+                    http.delete(format!("{base}/api/v1/silences/{id}")),
+                    &format!("expiring silence {id}"),
+                )
+                .await?;
+                emit(&format!("expired {id}\n"))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn silence_table(silences: &[&serde_json::Value]) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let mut rows = vec![[
+        "ID".to_string(),
+        "STATE".to_string(),
+        "ENDS".to_string(),
+        "CREATED BY".to_string(),
+        "MATCHERS".to_string(),
+        "COMMENT".to_string(),
+    ]];
+    for s in silences {
+        let matchers: Vec<String> = s["matchers"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        serde_json::from_value::<crate::alerting::silence::MatcherJson>(m.clone())
+                            .ok()
+                    })
+                    .filter_map(|m| m.to_matcher().ok())
+                    .map(|m| m.to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.push([
+            text(&s["id"]),
+            text(&s["status"]["state"]),
+            text(&s["endsAt"]),
+            text(&s["createdBy"]),
+            matchers.join(" "),
+            text(&s["comment"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}

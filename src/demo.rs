@@ -173,6 +173,19 @@ levels = [{{ percent = 100, severity = "critical", basis = "forecast" }}]
 name = "ops-webhook"
 url = "http://{sim_addr}/_sim/webhook"
 secret = {{ file = "{secret_file}" }}
+
+# Timings in real seconds: the demo's clock runs days per minute.
+[route]
+receiver = "ops-webhook"
+group_by = ["alertname", "account"]
+group_wait = "1s"
+group_interval = "2s"
+
+# A budget forecast at 100 % makes the 80 % level of the same account redundant.
+[[inhibit_rules]]
+source_matchers = ['rule_type="budget"', 'level="100"']
+target_matchers = ['rule_type="budget"', 'level="80"']
+equal = ["alertname", "account"]
 "#,
         store = dir.join("spendwatch.db").display(),
         user = sim::DEFAULT_USERNAME,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use spendwatch::cli::{self, LogFormat};
+use spendwatch::cli::{self, LogFormat, SilenceCommand};
 use spendwatch::demo::{DEFAULT_DEMO_LISTEN, DEFAULT_SPEED};
 
 /// Spend alerting and anomaly monitor for billing APIs.
@@ -113,6 +113,54 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// Add, list and expire silences on a running daemon, through its HTTP API. The write
+    /// commands send the token in SPENDWATCH_API_TOKEN.
+    Silence {
+        /// The daemon's base URL; default: http://{server.listen of --config}, else
+        /// http://127.0.0.1:9750.
+        #[arg(long, global = true)]
+        url: Option<String>,
+        /// Config file to take server.listen from (no secret in it is read).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: SilenceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceAction {
+    /// Mute the notifications of matching alerts; prints the new silence's id.
+    Add {
+        /// A label matcher: name="value", name!="value", name=~"regex" or name!~"regex".
+        #[arg(long = "matcher", short, required = true)]
+        matchers: Vec<String>,
+        /// How long, e.g. "2h".
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1h")]
+        duration: Duration,
+        /// Why (required).
+        #[arg(long)]
+        comment: String,
+        /// Who; default: $USER.
+        #[arg(long)]
+        author: Option<String>,
+        /// Start (RFC 3339); default: now.
+        #[arg(long)]
+        start: Option<jiff::Timestamp>,
+    },
+    /// List active and pending silences.
+    Ls {
+        /// Include expired silences.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End silences now.
+    Expire {
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -130,7 +178,7 @@ fn main() -> ExitCode {
         | Command::PollOnce { .. }
         | Command::Backtest { .. }
         | Command::Detect { .. } => "error",
-        Command::Demo { .. } => "warn",
+        Command::Demo { .. } | Command::Silence { .. } => "warn",
         Command::Run { .. } | Command::Sim { .. } => "info",
     };
     cli::init_logging(args.log_format, default_filter);
@@ -192,6 +240,30 @@ fn main() -> ExitCode {
                 speed,
                 keep,
             } => cli::demo(listen, duration, speed, keep).await,
+            Command::Silence {
+                url,
+                config,
+                action,
+            } => {
+                let command = match action {
+                    SilenceAction::Add {
+                        matchers,
+                        duration,
+                        comment,
+                        author,
+                        start,
+                    } => SilenceCommand::Add {
+                        matchers,
+                        duration,
+                        comment,
+                        author,
+                        start,
+                    },
+                    SilenceAction::Ls { all, json } => SilenceCommand::List { json, all },
+                    SilenceAction::Expire { ids } => SilenceCommand::Expire { ids },
+                };
+                cli::silence(url.as_deref(), config.as_deref(), command).await
+            }
         }
     });
     result.unwrap_or_else(|e| {

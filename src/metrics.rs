@@ -63,9 +63,12 @@ pub struct Metrics {
     outbox_pending: IntGauge,
     outbox_oldest_pending_age: Gauge,
     notifications: IntCounterVec,
+    notification_failures: IntCounterVec,
     notification_duration: HistogramVec,
     alertmanager_requests: IntCounterVec,
     alertmanager_resends: IntCounterVec,
+    notification_groups_waiting: IntGauge,
+    silences_active: IntGauge,
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
@@ -80,6 +83,14 @@ fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> Ga
 fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry
+        .register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    g
+}
+
+fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
     registry
         .register(Box::new(g.clone()))
         .unwrap_or_else(|e| panic!("register {name}: {e}"));
@@ -329,13 +340,19 @@ impl Metrics {
             notifications: counter_vec(
                 &r,
                 "spendwatch_notifications_total",
-                "Notification delivery attempts, by receiver and outcome (delivered or the failure reason).",
+                "Outbox notifications by receiver and outcome: delivered, failed (an attempt failed; retried), dead (refused for good), suppressed_silenced, suppressed_inhibited.",
                 &["receiver", "outcome"],
+            ),
+            notification_failures: counter_vec(
+                &r,
+                "spendwatch_notification_failures_total",
+                "Failed group messages, by receiver and reason (timeout, connect, http_5xx, http_4xx, rate_limited, ...).",
+                &["receiver", "reason"],
             ),
             notification_duration: histogram_vec(
                 &r,
                 "spendwatch_notification_duration_seconds",
-                "Duration of one notification delivery attempt.",
+                "Duration of one attempt to send one group message; its count is the number of messages attempted.",
                 &["receiver"],
                 fast_buckets,
             ),
@@ -351,6 +368,12 @@ impl Metrics {
                 "Re-sends of firing alerts to a receiver's Alertmanagers, by outcome (delivered or the failure reason).",
                 &["receiver", "outcome"],
             ),
+            notification_groups_waiting: int_gauge(
+                &r,
+                "spendwatch_notification_groups_pending",
+                "Notification groups with changes waiting for group_wait, group_interval or a retry.",
+            ),
+            silences_active: int_gauge(&r, "spendwatch_silences_active", "Silences in force now."),
             registry: r,
         };
         let info = gauge_vec(
@@ -608,10 +631,15 @@ impl Metrics {
         self.outbox_oldest_pending_age.set(oldest_age_seconds);
     }
 
-    pub fn notification_attempt(&self, receiver: &str, outcome: &str, seconds: f64) {
+    /// `n` outbox notifications reached `outcome` (delivered, failed, dead, suppressed_*).
+    pub fn notifications(&self, receiver: &str, outcome: &str, n: u64) {
         self.notifications
             .with_label_values(&[receiver, outcome])
-            .inc();
+            .inc_by(n);
+    }
+
+    /// One group message attempted (whatever its outcome).
+    pub fn notification_send(&self, receiver: &str, seconds: f64) {
         self.notification_duration
             .with_label_values(&[receiver])
             .observe(seconds);
@@ -629,6 +657,20 @@ impl Metrics {
         self.alertmanager_resends
             .with_label_values(&[receiver, outcome])
             .inc();
+    }
+
+    pub fn notification_failure(&self, receiver: &str, reason: &str) {
+        self.notification_failures
+            .with_label_values(&[receiver, reason])
+            .inc();
+    }
+
+    pub fn set_groups_waiting(&self, n: usize) {
+        self.notification_groups_waiting.set(n as i64);
+    }
+
+    pub fn set_silences_active(&self, n: usize) {
+        self.silences_active.set(n as i64);
     }
 }
 

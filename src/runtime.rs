@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::alerting::links::LinkBuilder;
 use crate::alerting::{AlertEvent, Alerting, Change};
 use crate::config::{Config, ReceiverConfig};
 use crate::eval::Evaluator;
@@ -112,6 +113,9 @@ impl Runtime {
             metrics: self.metrics.clone(),
             ready: ready.clone(),
             status: status.clone(),
+            store: self.store.clone(),
+            inhibit_rules: Arc::new(self.config.inhibit_rules.clone()),
+            api_token: self.config.api_token.clone(),
         });
         let mut server_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -134,13 +138,9 @@ impl Runtime {
             ));
         }
 
-        let receivers = self
-            .config
-            .receivers
-            .iter()
-            .map(|r| r.name().to_string())
-            .collect();
-        let mut alerting = Alerting::restore(self.store.as_ref(), receivers)?;
+        let links = LinkBuilder::new(self.config.links.clone());
+        let mut alerting = Alerting::restore(self.store.as_ref(), self.config.routes.clone())?
+            .with_links(links.clone());
         let rule_names = self.config.rules.iter().map(|r| r.name());
         for event in alerting.retire_removed_rules(
             rule_names,
@@ -165,18 +165,25 @@ impl Runtime {
             if let ReceiverConfig::Alertmanager(am) = receiver {
                 let sender =
                     AlertmanagerSender::new(am.clone())?.with_metrics(self.metrics.clone());
-                let resender = Resender::new(
-                    sender,
-                    self.store.clone(),
-                    alertmanager::accept_all(),
-                    self.metrics.clone(),
-                );
+                // Only the alerts the routing tree sends to this receiver.
+                let routes = self.config.routes.clone();
+                let name = am.name.clone();
+                let routed: alertmanager::AlertFilter = Arc::new(move |labels| {
+                    routes
+                        .destinations(labels)
+                        .iter()
+                        .any(|d| d.receiver == name)
+                });
+                let resender =
+                    Resender::new(sender, self.store.clone(), routed, self.metrics.clone())
+                        .with_links(links.clone());
                 tasks.spawn(resender.run(shutdown.clone()));
             }
         }
 
         let dispatcher = Dispatcher::new(
             &self.config.receivers,
+            self.config.inhibit_rules.clone(),
             self.store.clone(),
             self.metrics.clone(),
             options.retry,

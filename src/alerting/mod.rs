@@ -1,7 +1,11 @@
 //! Alert state: inactive → pending → firing → resolved, keyed by a stable fingerprint of
 //! the alert's labels, persisted with its notifications in one transaction.
 
+pub mod inhibit;
 pub mod links;
+pub mod matcher;
+pub mod route;
+pub mod silence;
 mod state;
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,10 +13,12 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
+pub use matcher::Matcher;
+pub use route::Routes;
 pub use state::{Change, step};
 
 use crate::model::{AlertRecord, AlertState, Notification, NotificationStatus, Transition};
-use crate::store::{Store, StoreError};
+use crate::store::{GroupSettings, Outgoing, Store, StoreError};
 
 /// Stable across builds and platforms: SHA-256 over sorted `name 0xff value 0xff`.
 pub fn fingerprint(labels: &BTreeMap<String, String>) -> String {
@@ -36,18 +42,30 @@ pub struct AlertEvent {
 
 pub struct Alerting {
     alerts: HashMap<String, AlertRecord>,
-    receivers: Vec<String>,
+    routes: Routes,
+    links: links::LinkBuilder,
 }
 
 impl Alerting {
     /// Resumes from the alerts persisted in the store: a restart neither re-fires nor forgets.
-    pub fn restore(store: &dyn Store, receivers: Vec<String>) -> Result<Self, StoreError> {
+    /// Each firing and resolution is enqueued once per receiver the routing tree picks.
+    pub fn restore(store: &dyn Store, routes: Routes) -> Result<Self, StoreError> {
         let alerts = store
             .load_alerts()?
             .into_iter()
             .map(|a| (a.fingerprint.clone(), a))
             .collect();
-        Ok(Alerting { alerts, receivers })
+        Ok(Alerting {
+            alerts,
+            routes,
+            links: links::LinkBuilder::default(),
+        })
+    }
+
+    /// Links (alert page, silence, dashboard, console) every notification carries.
+    pub fn with_links(mut self, links: links::LinkBuilder) -> Self {
+        self.links = links;
+        self
     }
 
     pub fn alerts(&self) -> impl Iterator<Item = &AlertRecord> {
@@ -155,38 +173,84 @@ impl Alerting {
         Ok(events)
     }
 
-    fn notifications(&self, alert: &AlertRecord, status: NotificationStatus) -> Vec<Notification> {
+    fn notifications(&self, alert: &AlertRecord, status: NotificationStatus) -> Vec<Outgoing> {
         let Some(starts_at) = alert.fired_at else {
             return Vec::new();
         };
-        self.receivers
-            .iter()
-            .map(|receiver| Notification {
-                // Deterministic: the same transition always yields the same key.
-                idempotency_key: format!(
-                    "{}-{}-{}-{}",
-                    alert.fingerprint,
-                    alert.seq,
-                    status.as_str(),
-                    receiver
-                ),
-                receiver: receiver.clone(),
-                status,
-                fingerprint: alert.fingerprint.clone(),
-                rule: alert.rule.clone(),
-                labels: alert.labels.clone(),
-                annotations: alert.annotations.clone(),
-                value: alert.value.clone(),
-                threshold: alert.threshold.clone(),
-                starts_at,
-                ends_at: match status {
-                    NotificationStatus::Firing => None,
-                    NotificationStatus::Resolved => alert.resolved_at,
+        self.routes
+            .destinations(&alert.labels)
+            .into_iter()
+            .map(|d| {
+                let n = notification(alert, status, starts_at, &d.receiver, &self.links);
+                (n, d)
+            })
+            .map(|(notification, d)| Outgoing {
+                notification,
+                group: GroupSettings {
+                    key: d.group_key,
+                    route: d.route,
+                    labels: d.group_labels,
+                    group_wait_ms: millis(d.group_wait),
+                    group_interval_ms: millis(d.group_interval),
+                    repeat_interval_ms: millis(d.repeat_interval),
                 },
-                contributors: alert.contributors.clone(),
-                links: Vec::new(),
             })
             .collect()
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A notification of one alert transition for one receiver; `None` for an alert that never
+/// fired. Alerting enqueues these; the Alertmanager resender rebuilds the firing ones.
+pub fn notification_for(
+    alert: &AlertRecord,
+    status: NotificationStatus,
+    receiver: &str,
+    links: &links::LinkBuilder,
+) -> Option<Notification> {
+    Some(notification(
+        alert,
+        status,
+        alert.fired_at?,
+        receiver,
+        links,
+    ))
+}
+
+fn notification(
+    alert: &AlertRecord,
+    status: NotificationStatus,
+    starts_at: Timestamp,
+    receiver: &str,
+    links: &links::LinkBuilder,
+) -> Notification {
+    Notification {
+        // Deterministic: the same transition always yields the same key.
+        idempotency_key: format!(
+            "{}-{}-{}-{}",
+            alert.fingerprint,
+            alert.seq,
+            status.as_str(),
+            receiver
+        ),
+        receiver: receiver.to_string(),
+        status,
+        fingerprint: alert.fingerprint.clone(),
+        rule: alert.rule.clone(),
+        labels: alert.labels.clone(),
+        annotations: alert.annotations.clone(),
+        value: alert.value.clone(),
+        threshold: alert.threshold.clone(),
+        starts_at,
+        ends_at: match status {
+            NotificationStatus::Firing => None,
+            NotificationStatus::Resolved => alert.resolved_at,
+        },
+        contributors: alert.contributors.clone(),
+        links: links.for_alert(alert),
     }
 }
 
@@ -220,7 +284,8 @@ mod tests {
     #[test]
     fn firing_and_resolution_enqueue_one_notification_per_receiver() {
         let store = SqliteStore::open_in_memory().unwrap();
-        let mut alerting = Alerting::restore(&store, vec!["a".into(), "b".into()]).unwrap();
+        let mut alerting =
+            Alerting::restore(&store, Routes::default_for(&["a".into(), "b".into()])).unwrap();
         let t0 = Timestamp::UNIX_EPOCH;
         let events = alerting.apply(&[breach("r")], t0, t0, &store).unwrap();
         assert_eq!(events.len(), 1);
@@ -234,7 +299,8 @@ mod tests {
         assert_eq!(store.outbox_stats().unwrap().pending, 2);
 
         // A restart restores the firing alert; a removed rule resolves it once.
-        let mut restored = Alerting::restore(&store, vec!["a".into(), "b".into()]).unwrap();
+        let mut restored =
+            Alerting::restore(&store, Routes::default_for(&["a".into(), "b".into()])).unwrap();
         assert!(
             restored
                 .apply(&[breach("r")], t0, t0, &store)
@@ -252,7 +318,7 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        let due = store.due_notifications(t0, 10).unwrap();
+        let due = store.open_outbox(10).unwrap();
         assert_eq!(due.len(), 4);
         assert_eq!(
             due.iter()

@@ -2,6 +2,7 @@
 //! [`validate`], which reports *every* bad field with its path, into a `Config` that the
 //! runtime builds from.
 
+pub mod routing;
 pub mod rules;
 mod secret;
 
@@ -78,6 +79,11 @@ pub struct RawConfig {
     pub rules: Vec<RawRule>,
     #[serde(default)]
     pub receivers: Vec<RawReceiver>,
+    pub route: Option<routing::RawRoute>,
+    #[serde(default)]
+    pub inhibit_rules: Vec<routing::RawInhibitRule>,
+    #[serde(default)]
+    pub api: routing::RawApi,
     #[serde(default)]
     pub links: RawLinks,
 }
@@ -256,6 +262,11 @@ pub struct Config {
     pub sources: Vec<SourceSettings>,
     pub rules: Vec<RuleConfig>,
     pub receivers: Vec<ReceiverConfig>,
+    /// Where each alert's notifications go and how they are grouped.
+    pub routes: crate::alerting::route::Routes,
+    pub inhibit_rules: Vec<crate::alerting::inhibit::InhibitRule>,
+    /// Bearer token for the API's write endpoints (silences).
+    pub api_token: Option<Secret>,
     pub links: LinksConfig,
 }
 
@@ -811,6 +822,16 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     }
 
     let links = validate_links(&raw.links, &source_names, &mut c);
+    let receivers_in_order: Vec<String> = receivers.iter().map(|r| r.name().to_string()).collect();
+    let routes = routing::validate_route(
+        raw.route.as_ref(),
+        &receiver_names,
+        &receivers_in_order,
+        &mut c,
+    );
+    let inhibit_rules = routing::validate_inhibit_rules(&raw.inhibit_rules, &mut c);
+    let api_token = routing::validate_api(&raw.api, &mut c);
+
     if c.errors.is_empty() {
         Ok(Config {
             listen,
@@ -820,6 +841,9 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             rules,
             receivers,
             links,
+            routes,
+            inhibit_rules,
+            api_token,
         })
     } else {
         Err(c.errors)

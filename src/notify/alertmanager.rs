@@ -28,6 +28,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::{Delivery, SendError};
+use crate::alerting::links::LinkBuilder;
+use crate::alerting::notification_for;
+use crate::alerting::silence::Silence;
 use crate::config::{AlertmanagerReceiver, HttpAuth};
 use crate::metrics::Metrics;
 use crate::model::{AlertRecord, AlertState, Notification, NotificationGroup, NotificationStatus};
@@ -491,40 +494,6 @@ pub fn accept_all() -> AlertFilter {
     Arc::new(|_| true)
 }
 
-/// A notification for a stored alert, as the alerting module enqueues it (the resender works
-/// from the store, not the outbox). `None` for an alert that never fired.
-pub fn notification_from_record(
-    alert: &AlertRecord,
-    receiver: &str,
-    status: NotificationStatus,
-) -> Option<Notification> {
-    let starts_at = alert.fired_at?;
-    Some(Notification {
-        idempotency_key: format!(
-            "{}-{}-{}-{}",
-            alert.fingerprint,
-            alert.seq,
-            status.as_str(),
-            receiver
-        ),
-        receiver: receiver.to_string(),
-        status,
-        fingerprint: alert.fingerprint.clone(),
-        rule: alert.rule.clone(),
-        labels: alert.labels.clone(),
-        annotations: alert.annotations.clone(),
-        value: alert.value.clone(),
-        threshold: alert.threshold.clone(),
-        starts_at,
-        ends_at: match status {
-            NotificationStatus::Firing => None,
-            NotificationStatus::Resolved => alert.resolved_at,
-        },
-        contributors: alert.contributors.clone(),
-        links: Vec::new(),
-    })
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ResendError {
     #[error("loading alerts: {0}")]
@@ -559,6 +528,7 @@ pub struct Resender {
     store: Arc<dyn Store>,
     filter: AlertFilter,
     metrics: Arc<Metrics>,
+    links: LinkBuilder,
 }
 
 impl Resender {
@@ -573,7 +543,14 @@ impl Resender {
             store,
             filter,
             metrics,
+            links: LinkBuilder::default(),
         }
+    }
+
+    /// The links alerting puts on the same alerts' notifications.
+    pub fn with_links(mut self, links: LinkBuilder) -> Self {
+        self.links = links;
+        self
     }
 
     /// One round: post every firing alert the filter accepts. Then look again: an alert
@@ -581,15 +558,25 @@ impl Resender {
     /// was in flight is posted as resolved, so the late firing copy cannot reopen it.
     pub async fn resend_once(&self) -> Result<ResendStats, ResendError> {
         let receiver = self.sender.name();
+        let now = Timestamp::now();
+        // Silenced here means silenced there too: the outbox held the firing back, and a
+        // re-send must not deliver it behind the silence's back.
+        let silences: Vec<Silence> = self
+            .store
+            .silences()?
+            .iter()
+            .filter_map(|row| Silence::from_row(row).ok())
+            .collect();
         let firing: Vec<AlertRecord> = self
             .store
             .load_alerts()?
             .into_iter()
             .filter(|a| a.state == AlertState::Firing && (self.filter)(&a.labels))
+            .filter(|a| !silences.iter().any(|s| s.mutes(&a.labels, now)))
             .collect();
         let notifications: Vec<Notification> = firing
             .iter()
-            .filter_map(|a| notification_from_record(a, receiver, NotificationStatus::Firing))
+            .filter_map(|a| notification_for(a, NotificationStatus::Firing, receiver, &self.links))
             .collect();
         if notifications.is_empty() {
             return Ok(ResendStats::default());
@@ -606,7 +593,9 @@ impl Resender {
             .iter()
             .filter(|a| a.state == AlertState::Resolved)
             .filter(|a| sent.contains(&(a.fingerprint.as_str(), a.seq)))
-            .filter_map(|a| notification_from_record(a, receiver, NotificationStatus::Resolved))
+            .filter_map(|a| {
+                notification_for(a, NotificationStatus::Resolved, receiver, &self.links)
+            })
             .collect();
         if !resolved.is_empty() {
             self.sender.post(&resolved, Timestamp::now()).await?;

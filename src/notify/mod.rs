@@ -1,9 +1,16 @@
-//! Delivery from the durable outbox: read due rows, send, mark delivered only after a 2xx,
-//! otherwise schedule the next attempt with jittered exponential backoff. A receiver outage
-//! or a restart delays notifications; it loses none and sends none twice (idempotency keys).
+//! Delivery from the durable outbox, grouped as Alertmanager groups: due rows are batched
+//! per receiver and group key into one [`NotificationGroup`] message (see [`group`] for the
+//! timing rules), muted rows are held back, and a group's rows are marked delivered in one
+//! transaction only after the receiver acknowledged. A recoverable failure retries the group
+//! with jittered exponential backoff; a permanent one dead-letters its rows. A receiver
+//! outage or a restart delays notifications; it loses none, and a resend after a crash
+//! carries the same idempotency keys.
 
 pub mod alertmanager;
+pub mod group;
 pub mod slack;
+#[cfg(test)]
+mod tests_dispatch;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -13,11 +20,14 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use jiff::{SignedDuration, Timestamp};
 
+use crate::alerting::inhibit::InhibitRule;
+use crate::alerting::silence::{Muter, Silence};
 use crate::config::ReceiverConfig;
 use crate::metrics::Metrics;
-use crate::model::{Notification, NotificationGroup};
-use crate::store::{Store, StoreError};
+use crate::model::{AlertRecord, AlertState, Notification, NotificationGroup};
+use crate::store::{SendRecord, Store, StoreError};
 use alertmanager::AlertmanagerSender;
+use group::PlannedSend;
 use slack::SlackSender;
 use webhook::WebhookSender;
 
@@ -36,7 +46,7 @@ pub struct SendError {
     /// Short fixed label: timeout, connect, http_5xx, http_4xx, rate_limited, ...
     pub reason: &'static str,
     pub message: String,
-    /// How long the receiver asked us to wait (e.g. a 429's `Retry-After`), if it said.
+    /// The receiver asked to wait this long before the next attempt (e.g. `Retry-After`).
     pub retry_after: Option<Duration>,
 }
 
@@ -71,25 +81,22 @@ enum Sender {
     Webhook(WebhookSender),
     Alertmanager(AlertmanagerSender),
     Slack(SlackSender),
-}
-
-/// Until the grouping dispatcher lands: one notification is a group of one.
-fn group_of_one(n: &Notification) -> NotificationGroup {
-    NotificationGroup {
-        receiver: n.receiver.clone(),
-        key: n.fingerprint.clone(),
-        labels: Default::default(),
-        alerts: vec![n.clone()],
-    }
+    #[cfg(test)]
+    Fake(Arc<tests_dispatch::FakeReceiver>),
 }
 
 impl Sender {
-    async fn send(&self, n: &Notification) -> Result<(), SendError> {
-        let group = group_of_one(n);
+    async fn send(
+        &self,
+        group: &NotificationGroup,
+        thread: Option<&str>,
+    ) -> Result<Delivery, SendError> {
         match self {
-            Sender::Webhook(w) => w.send(&group, None).await.map(drop),
-            Sender::Alertmanager(a) => a.send(&group, None).await.map(drop),
-            Sender::Slack(s) => s.send(&group, None).await.map(drop),
+            Sender::Webhook(w) => w.send(group, thread).await,
+            Sender::Alertmanager(a) => a.send(group, thread).await,
+            Sender::Slack(s) => s.send(group, thread).await,
+            #[cfg(test)]
+            Sender::Fake(f) => f.send(group, thread),
         }
     }
 }
@@ -123,23 +130,38 @@ impl RetryPolicy {
     }
 }
 
+const UNKNOWN_RECEIVER: &str = "unknown_receiver";
+
+/// Open rows read per pass: far more than a storm produces between two passes.
+const MAX_OPEN_ROWS: usize = 20_000;
+
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     senders: HashMap<String, Sender>,
     metrics: Arc<Metrics>,
     policy: RetryPolicy,
+    inhibit_rules: Vec<InhibitRule>,
+    /// Test hook: stop after a send was acknowledged and before it is recorded, as a
+    /// crash would.
+    #[cfg(test)]
+    crash_after_send: std::sync::atomic::AtomicBool,
 }
 
-/// What one pass over the outbox did.
+/// What one pass over the outbox did (counts of outbox rows, and messages sent).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassStats {
     pub delivered: usize,
     pub failed: usize,
+    pub dead: usize,
+    pub suppressed: usize,
+    /// Group messages acknowledged, repeats included.
+    pub messages: usize,
 }
 
 impl Dispatcher {
     pub fn new(
         receivers: &[ReceiverConfig],
+        inhibit_rules: Vec<InhibitRule>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         policy: RetryPolicy,
@@ -160,72 +182,218 @@ impl Dispatcher {
             senders,
             metrics,
             policy,
+            inhibit_rules,
+            #[cfg(test)]
+            crash_after_send: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Delivers everything due now (wall clock). Receivers are tried one row at a time in
-    /// order, so a notification's resolution never overtakes its firing.
+    /// Delivers everything due now (wall clock).
     pub async fn deliver_due(&self) -> Result<PassStats, StoreError> {
+        self.deliver_due_at(Timestamp::now()).await
+    }
+
+    /// One pass at `now`: mute, group, send what is due, record each send as one transaction.
+    pub async fn deliver_due_at(&self, now: Timestamp) -> Result<PassStats, StoreError> {
         let mut stats = PassStats::default();
-        let now = Timestamp::now();
-        let due = self.store.due_notifications(now, 100)?;
-        let mut blocked: Vec<(String, String)> = Vec::new();
-        for entry in due {
-            let n = &entry.notification;
-            // After a failure, later rows for the same alert and receiver wait their turn.
-            let lane = (n.fingerprint.clone(), n.receiver.clone());
-            if blocked.contains(&lane) {
-                continue;
-            }
-            let Some(sender) = self.senders.get(&n.receiver) else {
-                let next = now + SignedDuration::from_secs(3600);
-                self.store.mark_attempt_failed(
-                    entry.id,
-                    next,
-                    &format!("receiver {:?} is not configured", n.receiver),
-                )?;
-                self.metrics
-                    .notification_attempt(&n.receiver, "unknown_receiver", 0.0);
-                stats.failed += 1;
-                continue;
-            };
-            let started = Instant::now();
-            let result = sender.send(n).await;
-            let seconds = started.elapsed().as_secs_f64();
-            match result {
-                Ok(()) => {
-                    self.store.mark_delivered(entry.id, Timestamp::now())?;
-                    self.metrics
-                        .notification_attempt(&n.receiver, "delivered", seconds);
-                    tracing::info!(receiver = %n.receiver, key = %n.idempotency_key, status = n.status.as_str(), "Notification delivered.");
-                    stats.delivered += 1;
-                }
-                Err(e) => {
-                    let wait = self.policy.backoff(entry.attempts);
-                    let next = Timestamp::now()
-                        + SignedDuration::try_from(wait).unwrap_or(SignedDuration::from_secs(300));
-                    self.store
-                        .mark_attempt_failed(entry.id, next, &e.to_string())?;
-                    self.metrics
-                        .notification_attempt(&n.receiver, e.reason, seconds);
-                    tracing::warn!(receiver = %n.receiver, key = %n.idempotency_key, attempt = entry.attempts + 1,
-                        retry_in = ?wait, error = %e, "Notification delivery failed.");
-                    blocked.push(lane);
-                    stats.failed += 1;
-                }
-            }
+        let rows = self.store.open_outbox(MAX_OPEN_ROWS)?;
+        let groups = self.store.load_groups()?;
+        // Inhibition needs the firing alerts, and group members are checked against them;
+        // skip reading them when neither applies.
+        let alerts = if self.inhibit_rules.is_empty() && groups.is_empty() {
+            Vec::new()
+        } else {
+            self.store.load_alerts()?
+        };
+        let firing: HashMap<&str, Timestamp> = alerts
+            .iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .filter_map(|a| Some((a.fingerprint.as_str(), a.fired_at?)))
+            .collect();
+        let muter = self.muter(&alerts, now)?;
+        let plan = group::plan(
+            &rows,
+            &groups,
+            &|fp, labels| muter.mutes(fp, labels),
+            // A member is current while its episode (the firing it was sent for) goes on.
+            &|m| firing.get(m.fingerprint.as_str()) == Some(&m.starts_at),
+            now,
+        );
+        if !plan.changes.is_empty() {
+            self.store.change_rows(&plan.changes, now)?;
         }
-        self.refresh_gauges()?;
+        for (receiver, key) in &plan.forget {
+            self.store.record_send(&SendRecord {
+                receiver: receiver.clone(),
+                key: key.clone(),
+                group: None,
+                delivered: Vec::new(),
+                failed: Vec::new(),
+                dead: Vec::new(),
+                error: None,
+                at: now,
+            })?;
+            tracing::info!(receiver = %receiver, group = %key, "Forgot a notification group with nothing left in it.");
+        }
+        for (receiver, outcome) in &plan.suppressed {
+            self.metrics.notifications(receiver, outcome, 1);
+            stats.suppressed += 1;
+        }
+        for change in &plan.changes {
+            tracing::info!(row = change.id, state = change.state.as_str(), reason = ?change.note,
+                "Notification held back or released.");
+        }
+        for send in &plan.sends {
+            self.deliver(send, &rows, now, &mut stats).await?;
+        }
+        self.refresh_gauges(now, plan.waiting_groups, muter.active_silences())?;
         Ok(stats)
     }
 
-    pub fn refresh_gauges(&self) -> Result<(), StoreError> {
+    fn muter(&self, alerts: &[AlertRecord], now: Timestamp) -> Result<Muter, StoreError> {
+        let silences = self
+            .store
+            .silences()?
+            .iter()
+            .filter_map(|row| match Silence::from_row(row) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "Ignoring an unreadable silence.");
+                    None
+                }
+            })
+            .collect();
+        Ok(Muter::new(silences, &self.inhibit_rules, alerts, now))
+    }
+
+    async fn deliver(
+        &self,
+        send: &PlannedSend,
+        rows: &[crate::store::OutboxEntry],
+        now: Timestamp,
+        stats: &mut PassStats,
+    ) -> Result<(), StoreError> {
+        let receiver = send.group.receiver.as_str();
+        let ids: std::collections::HashSet<i64> = send.rows.iter().copied().collect();
+        let sent_rows: Vec<&Notification> = rows
+            .iter()
+            .filter(|r| ids.contains(&r.id))
+            .map(|r| &r.notification)
+            .collect();
+        let key = send.group.idempotency_key();
+        let result = match self.senders.get(receiver) {
+            Some(sender) => {
+                let started = Instant::now();
+                let thread = send.previous.as_ref().and_then(|p| p.thread.as_deref());
+                let result = sender.send(&send.group, thread).await;
+                self.metrics
+                    .notification_send(receiver, started.elapsed().as_secs_f64());
+                result
+            }
+            None => Err(SendError {
+                recoverable: false,
+                reason: UNKNOWN_RECEIVER,
+                message: format!("receiver {receiver:?} is not configured"),
+                retry_after: None,
+            }),
+        };
+        match result {
+            Ok(delivery) => {
+                #[cfg(test)]
+                if self
+                    .crash_after_send
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    return Err(StoreError::Poisoned);
+                }
+                self.store.record_send(&SendRecord {
+                    receiver: receiver.to_string(),
+                    key: send.group.key.clone(),
+                    group: group::after_delivery(send, &sent_rows, delivery.thread, now),
+                    delivered: send.rows.clone(),
+                    failed: Vec::new(),
+                    dead: Vec::new(),
+                    error: None,
+                    at: now,
+                })?;
+                self.metrics
+                    .notifications(receiver, "delivered", send.rows.len() as u64);
+                stats.delivered += send.rows.len();
+                stats.messages += 1;
+                tracing::info!(receiver, group = %send.group.key, key = %key, alerts = send.group.alerts.len(),
+                    delivered = send.rows.len(), repeat = send.repeat, status = send.group.status().as_str(),
+                    "Notification group delivered.");
+            }
+            Err(e) => {
+                self.metrics.notification_failure(receiver, e.reason);
+                let error = e.to_string();
+                let attempts = send.previous.as_ref().map_or(0, |p| p.attempts);
+                let (failed, dead, next_attempt) = if e.recoverable {
+                    let wait = self
+                        .policy
+                        .backoff(attempts)
+                        .max(e.retry_after.unwrap_or_default());
+                    let next = now
+                        + SignedDuration::try_from(wait).unwrap_or(SignedDuration::from_secs(300));
+                    (send.rows.clone(), Vec::new(), Some(next))
+                } else if send.repeat {
+                    // Nothing to dead-letter: try the reminder again at the next repeat.
+                    let next = now
+                        + SignedDuration::from_millis(
+                            i64::try_from(send.settings.repeat_interval_ms).unwrap_or(i64::MAX),
+                        );
+                    (Vec::new(), Vec::new(), Some(next))
+                } else {
+                    (Vec::new(), send.rows.clone(), None)
+                };
+                // A receiver no longer configured keeps no group state.
+                let group = if e.reason == UNKNOWN_RECEIVER {
+                    None
+                } else {
+                    group::after_failure(send, &error, next_attempt)
+                };
+                self.store.record_send(&SendRecord {
+                    receiver: receiver.to_string(),
+                    key: send.group.key.clone(),
+                    group,
+                    delivered: Vec::new(),
+                    failed: failed.clone(),
+                    dead: dead.clone(),
+                    error: Some(error.clone()),
+                    at: now,
+                })?;
+                self.metrics
+                    .notifications(receiver, "failed", failed.len() as u64);
+                self.metrics
+                    .notifications(receiver, "dead", dead.len() as u64);
+                stats.failed += failed.len();
+                stats.dead += dead.len();
+                if e.recoverable {
+                    tracing::warn!(receiver, group = %send.group.key, key = %key, attempt = attempts + 1,
+                        retry_at = ?next_attempt, error = %e, "Notification delivery failed.");
+                } else {
+                    tracing::error!(receiver, group = %send.group.key, key = %key, dead = dead.len(),
+                        error = %e, "Notification refused for good; not retried.");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn refresh_gauges(
+        &self,
+        now: Timestamp,
+        waiting_groups: usize,
+        active_silences: usize,
+    ) -> Result<(), StoreError> {
         let s = self.store.outbox_stats()?;
         let age = s
             .oldest_pending
-            .map(|t| Timestamp::now().duration_since(t).as_secs_f64().max(0.0))
+            .map(|t| now.duration_since(t).as_secs_f64().max(0.0))
             .unwrap_or(0.0);
         self.metrics.set_outbox(s.pending, age);
+        self.metrics.set_groups_waiting(waiting_groups);
+        self.metrics.set_silences_active(active_silences);
         Ok(())
     }
 }

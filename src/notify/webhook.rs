@@ -316,17 +316,15 @@ impl WebhookSender {
         if status.is_success() {
             return Ok(Delivery::default());
         }
-        let reason = if status.is_server_error() {
-            "http_5xx"
-        } else if status.as_u16() == 429 {
-            "rate_limited"
-        } else {
-            "http_4xx"
-        };
-        Err(SendError::recoverable(
-            reason,
-            format!("POST {} answered {status}", self.redacted_url()),
-        ))
+        let message = format!("POST {} answered {status}", self.redacted_url());
+        // A refusal (bad signature, unknown path, ...) will not change by retrying; a busy or
+        // broken receiver may recover.
+        Err(match status.as_u16() {
+            429 => SendError::recoverable("rate_limited", message),
+            408 => SendError::recoverable("timeout", message),
+            400..=499 => SendError::permanent_with_reason("http_4xx", message),
+            _ => SendError::recoverable("http_5xx", message),
+        })
     }
 }
 

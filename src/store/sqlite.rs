@@ -9,7 +9,10 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
-use super::{OutboxEntry, OutboxStats, PutStats, SeriesFilter, SeriesMeta, Store, StoreError};
+use super::{
+    GroupSettings, GroupState, OutboxEntry, OutboxStats, Outgoing, PutStats, RowChange, RowState,
+    SendRecord, SeriesFilter, SeriesMeta, SilenceRow, Store, StoreError,
+};
 use crate::model::{
     AlertRecord, DetectorState, Notification, Observation, ObservationKind, Period, Point,
     SeriesKey, Unit,
@@ -68,6 +71,38 @@ const MIGRATIONS: &[&str] = &[
         state TEXT NOT NULL,
         updated_ms INTEGER NOT NULL,
         PRIMARY KEY (rule, instance)
+     );",
+    // 4: grouped delivery (row states, groups), silences
+    "ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+     ALTER TABLE outbox ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN group_key TEXT NOT NULL DEFAULT '';
+     ALTER TABLE outbox ADD COLUMN group_settings TEXT;
+     ALTER TABLE outbox ADD COLUMN pending_since_ms INTEGER;
+     ALTER TABLE outbox ADD COLUMN suppressed_by TEXT;
+     UPDATE outbox SET state = 'delivered' WHERE delivered_ms IS NOT NULL;
+     UPDATE outbox SET fingerprint = COALESCE(json_extract(payload, '$.fingerprint'), ''),
+                       pending_since_ms = created_ms;
+     CREATE INDEX outbox_open ON outbox (state, id) WHERE state IN ('pending', 'suppressed');
+     CREATE TABLE notification_groups (
+        receiver TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        settings TEXT NOT NULL,
+        last_sent_ms INTEGER,
+        members TEXT NOT NULL,
+        thread TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER,
+        last_error TEXT,
+        PRIMARY KEY (receiver, group_key)
+     );
+     CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        matchers TEXT NOT NULL,
+        starts_ms INTEGER NOT NULL,
+        ends_ms INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        comment TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL
      );",
 ];
 
@@ -402,7 +437,7 @@ impl Store for SqliteStore {
     fn save_alert(
         &self,
         alert: &AlertRecord,
-        notifications: &[Notification],
+        outgoing: &[Outgoing],
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let record = serde_json::to_string(alert).map_err(|e| corrupt("alerts", e.to_string()))?;
@@ -413,88 +448,191 @@ impl Store for SqliteStore {
              ON CONFLICT (fingerprint) DO UPDATE SET rule = excluded.rule, record = excluded.record",
             params![alert.fingerprint, alert.rule, record],
         )?;
-        for n in notifications {
+        for o in outgoing {
+            let n = &o.notification;
             let payload = serde_json::to_string(n).map_err(|e| corrupt("outbox", e.to_string()))?;
+            let settings =
+                serde_json::to_string(&o.group).map_err(|e| corrupt("outbox", e.to_string()))?;
             // The idempotency key is deterministic: re-enqueueing the same notification is a no-op.
             tx.execute(
-                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (idempotency_key) DO NOTHING",
-                params![n.idempotency_key, n.receiver, payload, ms(now)],
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms,
+                                     state, fingerprint, group_key, group_settings, pending_since_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4, 'pending', ?5, ?6, ?7, ?4)
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+                params![
+                    n.idempotency_key,
+                    n.receiver,
+                    payload,
+                    ms(now),
+                    n.fingerprint,
+                    o.group.key,
+                    settings
+                ],
             )?;
         }
         tx.commit()?;
         Ok(())
     }
 
-    fn due_notifications(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    fn open_outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox
+             WHERE state IN ('pending', 'suppressed') ORDER BY id LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map(params![limit as i64], raw_outbox)?;
+        rows.map(|r| to_outbox(r?)).collect()
+    }
+
+    fn change_rows(&self, changes: &[RowChange], at: Timestamp) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction()?;
+        for c in changes {
+            tx.execute(
+                "UPDATE outbox SET state = ?1, suppressed_by = COALESCE(?2, suppressed_by),
+                        pending_since_ms = CASE WHEN ?1 = 'pending' AND state <> 'pending'
+                                                THEN ?3 ELSE pending_since_ms END
+                 WHERE id = ?4",
+                params![c.state.as_str(), c.note, ms(at), c.id],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn load_groups(&self) -> Result<Vec<GroupState>, StoreError> {
         let inner = self.lock()?;
         let mut stmt = inner.conn.prepare_cached(
-            "SELECT id, payload, attempts, created_ms FROM outbox
-             WHERE delivered_ms IS NULL AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
+            "SELECT receiver, settings, last_sent_ms, members, thread, attempts, next_attempt_ms, last_error
+             FROM notification_groups ORDER BY receiver, group_key",
         )?;
-        let rows = stmt.query_map(params![ms(now), limit as i64], |r| {
+        let rows = stmt.query_map([], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
+                r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<String>>(7)?,
             ))
         })?;
+        let table = "notification_groups";
         let mut out = Vec::new();
         for row in rows {
-            let (id, payload, attempts, created) = row?;
-            out.push(OutboxEntry {
-                id,
-                notification: serde_json::from_str(&payload)
-                    .map_err(|e| corrupt("outbox", e.to_string()))?,
+            let (receiver, settings, last_sent, members, thread, attempts, next, last_error) = row?;
+            out.push(GroupState {
+                receiver,
+                settings: serde_json::from_str(&settings)
+                    .map_err(|e| corrupt(table, format!("settings: {e}")))?,
+                last_sent: last_sent.map(|v| from_ms(table, v)).transpose()?,
+                members: serde_json::from_str(&members)
+                    .map_err(|e| corrupt(table, format!("members: {e}")))?,
+                thread,
                 attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-                created_at: from_ms("outbox", created)?,
+                next_attempt: next.map(|v| from_ms(table, v)).transpose()?,
+                last_error,
             });
         }
         Ok(out)
     }
 
-    fn mark_delivered(&self, id: i64, at: Timestamp) -> Result<(), StoreError> {
-        let inner = self.lock()?;
-        inner.conn.execute(
-            "UPDATE outbox SET delivered_ms = ?1, attempts = attempts + 1, last_error = NULL WHERE id = ?2",
-            params![ms(at), id],
-        )?;
+    fn record_send(&self, record: &SendRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction()?;
+        let at = ms(record.at);
+        for id in &record.delivered {
+            tx.execute(
+                "UPDATE outbox SET state = 'delivered', delivered_ms = ?1, attempts = attempts + 1,
+                        last_error = NULL WHERE id = ?2",
+                params![at, id],
+            )?;
+        }
+        for (ids, state) in [(&record.failed, "pending"), (&record.dead, "dead")] {
+            for id in ids {
+                tx.execute(
+                    "UPDATE outbox SET state = ?1, attempts = attempts + 1, last_error = ?2,
+                            next_attempt_ms = ?3 WHERE id = ?4",
+                    params![state, record.error, at, id],
+                )?;
+            }
+        }
+        match &record.group {
+            None => {
+                tx.execute(
+                    "DELETE FROM notification_groups WHERE receiver = ?1 AND group_key = ?2",
+                    params![record.receiver, record.key],
+                )?;
+            }
+            Some(g) => {
+                let settings = serde_json::to_string(&g.settings)
+                    .map_err(|e| corrupt("notification_groups", e.to_string()))?;
+                let members = serde_json::to_string(&g.members)
+                    .map_err(|e| corrupt("notification_groups", e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO notification_groups
+                        (receiver, group_key, settings, last_sent_ms, members, thread, attempts, next_attempt_ms, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (receiver, group_key) DO UPDATE SET
+                        settings = excluded.settings, last_sent_ms = excluded.last_sent_ms,
+                        members = excluded.members, thread = excluded.thread,
+                        attempts = excluded.attempts, next_attempt_ms = excluded.next_attempt_ms,
+                        last_error = excluded.last_error",
+                    params![
+                        record.receiver,
+                        record.key,
+                        settings,
+                        g.last_sent.map(ms),
+                        members,
+                        g.thread,
+                        g.attempts,
+                        g.next_attempt.map(ms),
+                        g.last_error
+                    ],
+                )?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
-    fn mark_attempt_failed(
+    fn list_outbox(
         &self,
-        id: i64,
-        next_attempt_at: Timestamp,
-        error: &str,
-    ) -> Result<(), StoreError> {
+        state: Option<RowState>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
         let inner = self.lock()?;
-        inner.conn.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_ms = ?1, last_error = ?2 WHERE id = ?3",
-            params![ms(next_attempt_at), error, id],
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {OUTBOX_COLUMNS} FROM outbox
+             WHERE ?1 IS NULL OR state = ?1 ORDER BY id DESC LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(
+            params![state.map(RowState::as_str), limit as i64],
+            raw_outbox,
         )?;
-        Ok(())
+        rows.map(|r| to_outbox(r?)).collect()
     }
 
     fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let inner = self.lock()?;
-        let (pending, oldest, delivered): (i64, Option<i64>, i64) = inner.conn.query_row(
-            "SELECT COUNT(*) FILTER (WHERE delivered_ms IS NULL),
-                    MIN(created_ms) FILTER (WHERE delivered_ms IS NULL),
-                    COUNT(*) FILTER (WHERE delivered_ms IS NOT NULL)
-             FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
+        let (pending, oldest, delivered, suppressed, dead): (i64, Option<i64>, i64, i64, i64) =
+            inner.conn.query_row(
+                "SELECT COUNT(*) FILTER (WHERE state = 'pending'),
+                        MIN(pending_since_ms) FILTER (WHERE state = 'pending'),
+                        COUNT(*) FILTER (WHERE state = 'delivered'),
+                        COUNT(*) FILTER (WHERE state = 'suppressed'),
+                        COUNT(*) FILTER (WHERE state = 'dead')
+                 FROM outbox",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?;
         Ok(OutboxStats {
             pending: pending.max(0) as u64,
             oldest_pending: oldest.map(|v| from_ms("outbox", v)).transpose()?,
             delivered: delivered.max(0) as u64,
+            suppressed: suppressed.max(0) as u64,
+            dead: dead.max(0) as u64,
         })
     }
 
@@ -561,6 +699,146 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+    fn insert_silence(&self, silence: &SilenceRow) -> Result<(), StoreError> {
+        let matchers = serde_json::to_string(&silence.matchers)
+            .map_err(|e| corrupt("silences", e.to_string()))?;
+        let inner = self.lock()?;
+        inner.conn.execute(
+            "INSERT INTO silences (id, matchers, starts_ms, ends_ms, created_by, comment, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                silence.id,
+                matchers,
+                ms(silence.starts_at),
+                ms(silence.ends_at),
+                silence.created_by,
+                silence.comment,
+                ms(silence.updated_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn silences(&self) -> Result<Vec<SilenceRow>, StoreError> {
+        let inner = self.lock()?;
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT {SILENCE_COLUMNS} FROM silences ORDER BY starts_ms, id"
+        ))?;
+        let rows = stmt.query_map([], raw_silence)?;
+        rows.map(|r| to_silence(r?)).collect()
+    }
+
+    fn expire_silence(&self, id: &str, at: Timestamp) -> Result<Option<SilenceRow>, StoreError> {
+        let mut inner = self.lock()?;
+        let tx = inner.conn.transaction()?;
+        let at = ms(at);
+        tx.execute(
+            "UPDATE silences SET starts_ms = MIN(starts_ms, ?1), ends_ms = MIN(ends_ms, ?1),
+                    updated_ms = ?1 WHERE id = ?2 AND ends_ms > ?1",
+            params![at, id],
+        )?;
+        let row = tx
+            .query_row(
+                &format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"),
+                [id],
+                raw_silence,
+            )
+            .optional()?;
+        tx.commit()?;
+        row.map(to_silence).transpose()
+    }
+}
+
+const OUTBOX_COLUMNS: &str = "id, payload, attempts, created_ms, state, receiver, group_settings,
+    pending_since_ms, suppressed_by, last_error, delivered_ms";
+
+/// An `outbox` row as read, before decoding.
+struct RawOutbox {
+    id: i64,
+    payload: String,
+    attempts: i64,
+    created: i64,
+    state: String,
+    receiver: String,
+    settings: Option<String>,
+    pending_since: Option<i64>,
+    suppressed_by: Option<String>,
+    last_error: Option<String>,
+    delivered: Option<i64>,
+}
+
+fn raw_outbox(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawOutbox> {
+    Ok(RawOutbox {
+        id: r.get(0)?,
+        payload: r.get(1)?,
+        attempts: r.get(2)?,
+        created: r.get(3)?,
+        state: r.get(4)?,
+        receiver: r.get(5)?,
+        settings: r.get(6)?,
+        pending_since: r.get(7)?,
+        suppressed_by: r.get(8)?,
+        last_error: r.get(9)?,
+        delivered: r.get(10)?,
+    })
+}
+
+fn to_outbox(raw: RawOutbox) -> Result<OutboxEntry, StoreError> {
+    let notification: Notification =
+        serde_json::from_str(&raw.payload).map_err(|e| corrupt("outbox", e.to_string()))?;
+    let group = match &raw.settings {
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| corrupt("outbox", format!("group settings: {e}")))?,
+        None => GroupSettings::legacy(&raw.receiver, &notification.fingerprint),
+    };
+    let created_at = from_ms("outbox", raw.created)?;
+    Ok(OutboxEntry {
+        id: raw.id,
+        notification,
+        attempts: u32::try_from(raw.attempts).unwrap_or(u32::MAX),
+        created_at,
+        state: RowState::parse(&raw.state)
+            .ok_or_else(|| corrupt("outbox", format!("state {:?}", raw.state)))?,
+        group,
+        pending_since: raw
+            .pending_since
+            .map(|v| from_ms("outbox", v))
+            .transpose()?
+            .unwrap_or(created_at),
+        suppressed_by: raw.suppressed_by,
+        last_error: raw.last_error,
+        delivered_at: raw.delivered.map(|v| from_ms("outbox", v)).transpose()?,
+    })
+}
+
+const SILENCE_COLUMNS: &str = "id, matchers, starts_ms, ends_ms, created_by, comment, updated_ms";
+
+type RawSilence = (String, String, i64, i64, String, String, i64);
+
+fn raw_silence(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSilence> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn to_silence(raw: RawSilence) -> Result<SilenceRow, StoreError> {
+    let (id, matchers, starts, ends, created_by, comment, updated) = raw;
+    Ok(SilenceRow {
+        matchers: serde_json::from_str(&matchers)
+            .map_err(|e| corrupt("silences", format!("{id}: matchers: {e}")))?,
+        id,
+        starts_at: from_ms("silences", starts)?,
+        ends_at: from_ms("silences", ends)?,
+        created_by,
+        comment,
+        updated_at: from_ms("silences", updated)?,
+    })
 }
 
 #[cfg(test)]
@@ -629,6 +907,47 @@ mod tests {
             Decimal::from(10),
             "the batch is all or nothing"
         );
+    }
+
+    #[test]
+    fn outbox_rows_from_before_grouping_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            // A store as schema version 2 left it: one delivered row, one still pending.
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let payload = |key: &str| {
+                format!(
+                    r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
+                    "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
+                    "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
+                )
+            };
+            conn.execute(
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
+                 VALUES ('k1', 'hook', ?1, 1000, 1000, 2000), ('k2', 'hook', ?2, 3000, 3000, NULL)",
+                params![payload("k1"), payload("k2")],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let open = store.open_outbox(10).unwrap();
+        assert_eq!(open.len(), 1);
+        assert_eq!(open[0].notification.idempotency_key, "k2");
+        assert_eq!(open[0].state, RowState::Pending);
+        assert_eq!(open[0].group, GroupSettings::legacy("hook", "fp1"));
+        assert_eq!(
+            open[0].pending_since,
+            Timestamp::from_millisecond(3000).unwrap()
+        );
+        let stats = store.outbox_stats().unwrap();
+        assert_eq!((stats.pending, stats.delivered), (1, 1));
+        assert!(store.load_groups().unwrap().is_empty());
+        assert!(store.silences().unwrap().is_empty());
     }
 
     #[test]

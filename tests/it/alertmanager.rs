@@ -155,6 +155,7 @@ resend_interval = "{}s"
                 am.base,
                 RESEND_INTERVAL.as_secs()
             ),
+            route: fast_route_to(&["hook", "am"]),
             ..ConfigOptions::default()
         },
     );

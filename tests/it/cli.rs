@@ -128,6 +128,7 @@ fn every_example_config_is_valid() {
                 ("RACKNAP_API_KEY", SECRET_VALUE),
                 ("SLACK_BOT_TOKEN", SECRET_VALUE),
                 ("SLACK_WEBHOOK_URL", slack_webhook_url.as_str()),
+                ("SPENDWATCH_API_TOKEN", SECRET_VALUE),
             ],
             None,
         );

@@ -4,6 +4,7 @@ mod alertmanager;
 mod cli;
 mod e2e;
 mod faults;
+mod notify;
 mod restart;
 mod scenarios;
 mod slack;

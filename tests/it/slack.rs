@@ -43,6 +43,7 @@ slack = {{ name = "slack-broken", token = {{ file = "slack-token" }}, channel = 
         sim_addr,
         ConfigOptions {
             extra,
+            route: fast_route_to(&["hook", "slack-bot", "slack-hook", "slack-broken"]),
             ..ConfigOptions::default()
         },
     );
@@ -97,17 +98,26 @@ slack = {{ name = "slack-broken", token = {{ file = "slack-token" }}, channel = 
     );
 
     adjust(sim_addr, "020-1001", "-6000.00").await;
-    eventually(
+    let requests = eventually(
         "resolved Slack messages",
         Duration::from_secs(30),
         || async {
             let all = sim.slack.requests();
-            let bot_resolved = !with_status(&all, "chat.postMessage", "resolved").is_empty()
-                || !with_status(&all, "chat.update", "resolved").is_empty();
-            (bot_resolved && !with_status(&all, "webhook", "resolved").is_empty()).then_some(())
+            let bot_resolved = !with_status(&all, "chat.update", "resolved").is_empty();
+            (bot_resolved && !with_status(&all, "webhook", "resolved").is_empty()).then_some(all)
         },
     )
     .await;
+    // The bot edits the message it posted and says so in its thread (the dispatcher kept the
+    // thread reference between the two sends).
+    let update = with_status(&requests, "chat.update", "resolved")[0];
+    assert_eq!(update.ts, post.ts, "the firing message itself is updated");
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.method == "chat.postMessage" && r.thread_ts == post.ts && r.status == 200),
+        "a threaded reply under the firing message"
+    );
 
     let text = daemon.metrics().await;
     for receiver in ["slack-bot", "slack-hook"] {
@@ -127,14 +137,27 @@ slack = {{ name = "slack-broken", token = {{ file = "slack-token" }}, channel = 
     let broken = metric(
         &text,
         &[
-            "spendwatch_notifications_total",
+            "spendwatch_notification_failures_total",
             "receiver=\"slack-broken\"",
-            "outcome=\"channel_not_found\"",
+            "reason=\"channel_not_found\"",
         ],
     );
+    assert_eq!(
+        broken,
+        Some(2.0),
+        "firing and resolved each failed once with the permanent code; neither was retried"
+    );
     assert!(
-        broken.is_some_and(|n| n >= 1.0),
-        "permanent Slack error counted under its code"
+        metric(
+            &text,
+            &[
+                "spendwatch_notifications_total",
+                "receiver=\"slack-broken\"",
+                "outcome=\"dead\""
+            ]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "its notification is dead-lettered"
     );
     let log = daemon.log_text();
     assert!(

@@ -65,7 +65,28 @@ pub struct ConfigOptions {
     pub budget: &'static str,
     pub max_retries: u32,
     pub timeout: &'static str,
+    /// The `[route]` table; the default sends at once and lets changes follow a second later.
+    pub route: String,
     pub extra: String,
+}
+
+/// The daemon's notification timings shortened for tests (the defaults are 30s and 5m).
+pub const FAST_ROUTE: &str = r#"
+[route]
+receiver = "hook"
+group_wait = "0s"
+group_interval = "1s"
+"#;
+
+/// `FAST_ROUTE`, but every alert goes to each of `receivers` (one child route each, `continue`).
+pub fn fast_route_to(receivers: &[&str]) -> String {
+    let mut route = FAST_ROUTE.to_string();
+    for r in receivers {
+        route.push_str(&format!(
+            "[[route.routes]]\nreceiver = \"{r}\"\ncontinue = true\n"
+        ));
+    }
+    route
 }
 
 impl Default for ConfigOptions {
@@ -75,6 +96,7 @@ impl Default for ConfigOptions {
             budget: "5000.00",
             max_retries: 0,
             timeout: "2s",
+            route: FAST_ROUTE.to_string(),
             extra: String::new(),
         }
     }
@@ -131,12 +153,14 @@ labels = {{ team = "payments" }}
 name = "hook"
 url = "http://{sim}/_sim/webhook"
 secret = {{ file = "hook-secret" }}
+{route}
 {extra}
 "#,
         user = sim::DEFAULT_USERNAME,
         budget = o.budget,
         timeout = o.timeout,
         retries = o.max_retries,
+        route = o.route,
         extra = o.extra,
     );
     let path = dir.path().join("spendwatch.toml");

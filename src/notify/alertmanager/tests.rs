@@ -742,13 +742,18 @@ async fn resender_counts_failures_keeps_going_and_stops_on_shutdown() {
 }
 
 #[test]
-fn notification_from_record_mirrors_the_alert() {
+fn resent_notifications_mirror_the_alert_with_its_links() {
     let r = record("f1", AlertState::Resolved, &[("alertname", "budget")]);
-    let n = notification_from_record(&r, "am", NotificationStatus::Resolved).unwrap();
+    let links = crate::alerting::links::LinkBuilder::new(crate::config::LinksConfig {
+        external_url: Some(url::Url::parse("https://sw.example.com").unwrap()),
+        ..Default::default()
+    });
+    let n = notification_for(&r, NotificationStatus::Resolved, "am", &links).unwrap();
+    assert_eq!(n.links[0].url, "https://sw.example.com/alerts/f1");
     assert_eq!(n.idempotency_key, "f1-1-resolved-am");
     assert_eq!(n.starts_at, ts("2026-11-12T00:00:00Z"));
     assert_eq!(n.ends_at, Some(ts("2026-11-12T00:30:00Z")));
     let mut never = r.clone();
     never.fired_at = None;
-    assert!(notification_from_record(&never, "am", NotificationStatus::Firing).is_none());
+    assert!(notification_for(&never, NotificationStatus::Firing, "am", &links).is_none());
 }
