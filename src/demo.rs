@@ -174,12 +174,32 @@ name = "ops-webhook"
 url = "http://{sim_addr}/_sim/webhook"
 secret = {{ file = "{secret_file}" }}
 
+# On-call's Slack: the simulator's Slack Web API (a bot posts, then edits and replies in
+# the thread when the alert group changes).
+[[receivers]]
+[receivers.slack]
+name = "oncall-slack"
+token = {{ file = "{slack_token}" }}
+channel = "{slack_channel}"
+api_url = "http://{sim_addr}/slack/api"
+
+# Links in every message: the alert on this spendwatch, a Grafana panel.
+[links]
+external_url = "http://{listen}"
+dashboard = "http://localhost:3000/d/spendwatch-overview?var-account={{{{ account }}}}"
+
 # Timings in real seconds: the demo's clock runs days per minute.
 [route]
 receiver = "ops-webhook"
 group_by = ["alertname", "account"]
 group_wait = "1s"
 group_interval = "2s"
+[[route.routes]]
+receiver = "ops-webhook"
+continue = true
+[[route.routes]]
+receiver = "oncall-slack"
+matchers = ['severity=~"warning|critical"']
 
 # A budget forecast at 100 % makes the 80 % level of the same account redundant.
 [[inhibit_rules]]
@@ -194,6 +214,8 @@ equal = ["alertname", "account"]
         sakura_secret = dir.join("sakura-secret").display(),
         threescale_token = dir.join("threescale-token").display(),
         secret_file = dir.join("webhook-secret").display(),
+        slack_token = dir.join("slack-token").display(),
+        slack_channel = sim::slack::DEFAULT_CHANNEL,
     )
 }
 
@@ -257,6 +279,7 @@ pub async fn run(
         sim::sakura::DEMO_ACCESS_TOKEN_SECRET,
     )?;
     std::fs::write(dir.join("threescale-token"), sim::threescale::ACCESS_TOKEN)?;
+    std::fs::write(dir.join("slack-token"), sim::slack::DEFAULT_BOT_TOKEN)?;
     let config_path = dir.join("spendwatch.toml");
     std::fs::write(&config_path, config_text(sim_addr, listen, &dir))?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
@@ -371,6 +394,22 @@ pub async fn run(
         "  webhook: {} delivered ({valid} with a valid signature), {} pending in the outbox",
         delivered.len(),
         outbox.pending
+    );
+    let slack = sim.slack.requests();
+    let count = |method: &str| {
+        slack
+            .iter()
+            .filter(|r| r.method == method && r.status == 200 && r.thread_ts.is_none())
+            .count()
+    };
+    println!(
+        "  slack:   {} messages posted, {} updated, {} thread replies",
+        count("chat.postMessage"),
+        count("chat.update"),
+        slack
+            .iter()
+            .filter(|r| r.status == 200 && r.thread_ts.is_some())
+            .count()
     );
     if keep.is_some() {
         println!("  store and config kept in {}", dir.display());
