@@ -216,7 +216,7 @@ impl Metrics {
             ),
             spend_last_period_total: gauge_vec(
                 &r,
-                "spendwatch_spend_last_period_total",
+                "spendwatch_spend_last_period",
                 "Spend of the most recent closed billing period, in the account's currency.",
                 &["source", "account", "currency"],
             ),
@@ -228,7 +228,7 @@ impl Metrics {
             ),
             line_item_last_period_total: gauge_vec(
                 &r,
-                "spendwatch_line_item_spend_last_period_total",
+                "spendwatch_line_item_spend_last_period",
                 "Spend per line item in the most recent closed billing period, in the account's currency.",
                 &["source", "account", "currency", "item"],
             ),
@@ -240,7 +240,7 @@ impl Metrics {
             ),
             usage_last_period_total: gauge_vec(
                 &r,
-                "spendwatch_usage_last_period_total",
+                "spendwatch_usage_last_period",
                 "Usage per line item in the most recent closed billing period, in the unit named by `unit`.",
                 &["source", "account", "item", "unit"],
             ),

@@ -1,10 +1,12 @@
 //! One integration-test binary: the real `spendwatch` binary against the simulator on 127.0.0.1.
 
 mod alertmanager;
+mod artifacts;
 mod cli;
 mod e2e;
 mod faults;
 mod restart;
 mod scenarios;
 mod sources;
+mod stack;
 mod support;
