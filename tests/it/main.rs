@@ -3,6 +3,7 @@
 mod alertmanager;
 mod artifacts;
 mod cli;
+mod deploy;
 mod e2e;
 mod faults;
 mod restart;
