@@ -259,8 +259,11 @@ async fn failures(prom: &Prometheus, checks: &[Check]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The lock serializes whole tests that run a demo; no task of this runtime takes it.
+#[allow(clippy::await_holding_lock)]
 async fn dashboards_and_rules_run_against_a_real_prometheus() {
     crate::support::init();
+    let _one_demo_at_a_time = crate::support::demo_lock();
     let promtool = tool("promtool");
     tool("prometheus");
     let started = Instant::now();
