@@ -263,6 +263,16 @@ pub async fn run(
         .await
         .context("starting the simulator")?;
 
+    // One garbled RackNap answer on the first poll shows the failure path: the poll is
+    // counted under `spendwatch_poll_errors_total{reason="malformed"}`, nothing is stored,
+    // and the next interval polls again (dashboards and rules have an error to show).
+    sim.inject_fault(sim::FaultRequest {
+        api: "racknap".into(),
+        fault: sim::FaultKind::Malformed,
+        count: 1,
+        delay_ms: None,
+    });
+
     let temp = tempfile::tempdir().context("creating a temp dir")?;
     let dir = match &keep {
         Some(d) => {
@@ -313,6 +323,7 @@ pub async fn run(
     println!(
         "            3scale buyers' cost per 1k hits (traffic spikes ×6 on days 12–14: no alert)"
     );
+    println!("  fault: RackNap garbles its first answer (one failed poll, retried next interval)");
     match duration {
         Some(d) => println!("  running for {}\n", humantime::format_duration(d)),
         None => println!("  running until Ctrl-C\n"),

@@ -1,6 +1,7 @@
 //! Metric families (prometheus crate). The pipeline reports into these through small typed
 //! methods; this module never calls into the pipeline. Secrets never become label values.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -26,13 +27,13 @@ pub struct BudgetSample<'a> {
 }
 
 pub struct Metrics {
-    registry: Registry,
+    registry: Families,
     spend_period_to_date: GaugeVec,
-    spend_last_period_total: GaugeVec,
+    spend_last_period: GaugeVec,
     line_item_period_to_date: GaugeVec,
-    line_item_last_period_total: GaugeVec,
+    line_item_last_period: GaugeVec,
     usage_period_to_date: GaugeVec,
-    usage_last_period_total: GaugeVec,
+    usage_last_period: GaugeVec,
     traffic: GaugeVec,
     /// Per series: the data time behind each gauge value, so older data never overwrites newer.
     gauge_times: Mutex<HashMap<String, Timestamp>>,
@@ -47,6 +48,7 @@ pub struct Metrics {
     rule_instances: IntGaugeVec,
     anomaly_band: GaugeVec,
     anomaly_score: GaugeVec,
+    anomaly_value: GaugeVec,
     anomaly_state_age: GaugeVec,
     anomaly_state_samples: GaugeVec,
     unit_cost_band: GaugeVec,
@@ -71,43 +73,116 @@ pub struct Metrics {
     silences_active: IntGauge,
 }
 
-fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+/// What `# TYPE` says a family is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+        }
+    }
+}
+
+/// One registered family as documented: the README's metrics reference and the deploy
+/// tests (dashboards and alert rules may only name families listed here) read these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyDoc {
+    pub name: String,
+    pub kind: MetricType,
+    pub help: String,
+    pub labels: Vec<String>,
+}
+
+impl FamilyDoc {
+    /// The sample names the family exposes (`_bucket`, `_sum`, `_count` for a histogram).
+    pub fn sample_names(&self) -> Vec<String> {
+        match self.kind {
+            MetricType::Histogram => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{}{s}", self.name))
+                .collect(),
+            MetricType::Counter | MetricType::Gauge => vec![self.name.clone()],
+        }
+    }
+}
+
+/// The registry plus a record of each family registered through the helpers below. The
+/// registry is private to it, so a family cannot be served without being documented.
+struct Families {
+    registry: Registry,
+    docs: Mutex<Vec<FamilyDoc>>,
+}
+
+impl Families {
+    fn new() -> Self {
+        Families {
+            registry: Registry::new(),
+            docs: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn add<C: Collector + Clone + 'static>(
+        &self,
+        collector: C,
+        kind: MetricType,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> C {
+        self.registry
+            .register(Box::new(collector.clone()))
+            .unwrap_or_else(|e| panic!("register {name}: {e}"));
+        self.docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(FamilyDoc {
+                name: name.to_string(),
+                kind,
+                help: help.to_string(),
+                labels: labels.iter().map(|l| l.to_string()).collect(),
+            });
+        collector
+    }
+}
+
+fn gauge_vec(registry: &Families, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
     let g = GaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("register {name}: {e}"));
-    g
+    registry.add(g, MetricType::Gauge, name, help, labels)
 }
 
-fn int_gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+fn int_gauge_vec(registry: &Families, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("register {name}: {e}"));
-    g
+    registry.add(g, MetricType::Gauge, name, help, labels)
 }
 
-fn int_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+fn gauge(registry: &Families, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    registry.add(g, MetricType::Gauge, name, help, &[])
+}
+
+fn int_gauge(registry: &Families, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("register {name}: {e}"));
-    g
+    registry.add(g, MetricType::Gauge, name, help, &[])
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+fn counter_vec(registry: &Families, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("register {name}: {e}"));
-    c
+    registry.add(c, MetricType::Counter, name, help, labels)
 }
 
 fn histogram_vec(
-    registry: &Registry,
+    registry: &Families,
     name: &str,
     help: &str,
     labels: &[&str],
@@ -115,10 +190,7 @@ fn histogram_vec(
 ) -> HistogramVec {
     let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
-    registry
-        .register(Box::new(h.clone()))
-        .unwrap_or_else(|e| panic!("register {name}: {e}"));
-    h
+    registry.add(h, MetricType::Histogram, name, help, labels)
 }
 
 fn to_f64(d: rust_decimal::Decimal) -> f64 {
@@ -135,7 +207,7 @@ impl Metrics {
     /// Builds the fixed set of families. Names and labels are constants, so registration
     /// cannot fail at run time; a panic here is a programming error caught by every test.
     pub fn new() -> Self {
-        let r = Registry::new();
+        let r = Families::new();
         let poll_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
         let fast_buckets = vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
         let m = Metrics {
@@ -145,9 +217,9 @@ impl Metrics {
                 "Spend in the current billing period so far, in the account's currency.",
                 &["source", "account", "currency"],
             ),
-            spend_last_period_total: gauge_vec(
+            spend_last_period: gauge_vec(
                 &r,
-                "spendwatch_spend_last_period_total",
+                "spendwatch_spend_last_period",
                 "Spend of the most recent closed billing period, in the account's currency.",
                 &["source", "account", "currency"],
             ),
@@ -157,9 +229,9 @@ impl Metrics {
                 "Spend per line item in the current billing period so far, in the account's currency.",
                 &["source", "account", "currency", "item"],
             ),
-            line_item_last_period_total: gauge_vec(
+            line_item_last_period: gauge_vec(
                 &r,
-                "spendwatch_line_item_spend_last_period_total",
+                "spendwatch_line_item_spend_last_period",
                 "Spend per line item in the most recent closed billing period, in the account's currency.",
                 &["source", "account", "currency", "item"],
             ),
@@ -169,9 +241,9 @@ impl Metrics {
                 "Usage per line item in the current billing period so far, in the unit named by `unit`.",
                 &["source", "account", "item", "unit"],
             ),
-            usage_last_period_total: gauge_vec(
+            usage_last_period: gauge_vec(
                 &r,
-                "spendwatch_usage_last_period_total",
+                "spendwatch_usage_last_period",
                 "Usage per line item in the most recent closed billing period, in the unit named by `unit`.",
                 &["source", "account", "item", "unit"],
             ),
@@ -186,7 +258,7 @@ impl Metrics {
             data_lag: gauge_vec(
                 &r,
                 "spendwatch_data_lag_seconds",
-                "Seconds between now and the newest data time from a source and account, updated at every poll.",
+                "Seconds between now and the newest data time from a source and account; refreshed at every poll and evaluation, so it grows while no new data arrives.",
                 &["source", "account"],
             ),
             billing_period_end: gauge_vec(
@@ -235,6 +307,12 @@ impl Metrics {
                 &r,
                 "spendwatch_anomaly_score",
                 "How unusual the last window of an anomaly rule's series is, in [0, 1].",
+                &["rule", "account"],
+            ),
+            anomaly_value: gauge_vec(
+                &r,
+                "spendwatch_anomaly_value",
+                "Value of an anomaly rule's series in its last judged window (drawn inside spendwatch_anomaly_expected).",
                 &["rule", "account"],
             ),
             anomaly_state_age: gauge_vec(
@@ -317,26 +395,16 @@ impl Metrics {
                 "Alert state changes, by rule and new state.",
                 &["rule", "state"],
             ),
-            outbox_pending: {
-                let g = IntGauge::new(
-                    "spendwatch_outbox_pending",
-                    "Notifications waiting in the outbox for delivery.",
-                )
-                .unwrap_or_else(|e| panic!("metric outbox: {e}"));
-                r.register(Box::new(g.clone()))
-                    .unwrap_or_else(|e| panic!("register outbox: {e}"));
-                g
-            },
-            outbox_oldest_pending_age: {
-                let g = Gauge::new(
-                    "spendwatch_outbox_oldest_pending_age_seconds",
-                    "Age of the oldest undelivered notification (0 when none).",
-                )
-                .unwrap_or_else(|e| panic!("metric outbox age: {e}"));
-                r.register(Box::new(g.clone()))
-                    .unwrap_or_else(|e| panic!("register outbox age: {e}"));
-                g
-            },
+            outbox_pending: int_gauge(
+                &r,
+                "spendwatch_outbox_pending",
+                "Notifications waiting in the outbox for delivery.",
+            ),
+            outbox_oldest_pending_age: gauge(
+                &r,
+                "spendwatch_outbox_oldest_pending_age_seconds",
+                "Age of the oldest undelivered notification (0 when none).",
+            ),
             notifications: counter_vec(
                 &r,
                 "spendwatch_notifications_total",
@@ -387,10 +455,42 @@ impl Metrics {
         m
     }
 
+    /// Every family this build serves, in registration order.
+    pub fn reference(&self) -> Vec<FamilyDoc> {
+        self.registry
+            .docs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The metrics reference as a Markdown table (the README's "Metrics" section).
+    pub fn reference_markdown(&self) -> String {
+        // A `|` inside a cell would end it.
+        let cell = |s: &str| s.replace('|', "\\|");
+        let mut out = String::from("| metric | type | labels | description |\n|---|---|---|---|\n");
+        for f in self.reference() {
+            let labels = f
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                f.name,
+                f.kind.as_str(),
+                labels,
+                cell(&f.help)
+            ));
+        }
+        out
+    }
+
     /// Text exposition format for `/metrics`.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
-        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+        if let Err(e) = TextEncoder::new().encode(&self.registry.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "Encoding metrics failed.");
         }
         String::from_utf8_lossy(&buf).into_owned()
@@ -430,7 +530,7 @@ impl Metrics {
                     }
                 }
                 series::SPEND_TOTAL => self
-                    .spend_last_period_total
+                    .spend_last_period
                     .with_label_values(&[source, account, currency])
                     .set(value),
                 series::ITEM_SPEND_PTD => self
@@ -438,7 +538,7 @@ impl Metrics {
                     .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
                     .set(value),
                 series::ITEM_SPEND_TOTAL => self
-                    .line_item_last_period_total
+                    .line_item_last_period
                     .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
                     .set(value),
                 series::USAGE_PTD => self
@@ -446,7 +546,7 @@ impl Metrics {
                     .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
                     .set(value),
                 series::USAGE_TOTAL => self
-                    .usage_last_period_total
+                    .usage_last_period
                     .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
                     .set(value),
                 series::TRAFFIC => self
@@ -581,6 +681,13 @@ impl Metrics {
             .set(score);
     }
 
+    /// The value an anomaly rule judged in its last window.
+    pub fn anomaly_value(&self, rule: &str, account: &str, value: f64) {
+        self.anomaly_value
+            .with_label_values(&[rule, account])
+            .set(value);
+    }
+
     /// How much an anomaly detector has learned: age of its state and windows seen.
     pub fn anomaly_state(&self, rule: &str, account: &str, age_seconds: f64, samples: u64) {
         self.anomaly_state_age
@@ -692,5 +799,73 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("spendwatch_"), "{line}");
         }
+    }
+
+    const BEGIN: &str = "<!-- metrics-reference:begin -->";
+    const END: &str = "<!-- metrics-reference:end -->";
+
+    /// README.md with the text between the metrics-reference markers replaced.
+    fn readme_with_reference(readme: &str, table: &str) -> Option<String> {
+        let start = readme.find(BEGIN)? + BEGIN.len();
+        let end = start + readme[start..].find(END)?;
+        Some(format!("{}\n{table}{}", &readme[..start], &readme[end..]))
+    }
+
+    #[test]
+    fn metrics_reference_in_readme_is_current() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let table = Metrics::new().reference_markdown();
+        let expected = readme_with_reference(&readme, &table)
+            .unwrap_or_else(|| panic!("README.md lacks the {BEGIN} / {END} markers"));
+        if expected == readme {
+            return;
+        }
+        if std::env::var_os("SPENDWATCH_UPDATE_README").is_some() {
+            std::fs::write(&path, expected).unwrap();
+            return;
+        }
+        panic!(
+            "README.md's metrics reference is out of date (a metric family was added or changed in \
+             src/metrics.rs). Regenerate it with:\n  SPENDWATCH_UPDATE_README=1 cargo test --lib metrics_reference\n\
+             Expected table:\n{table}"
+        );
+    }
+
+    #[test]
+    fn metrics_reference_lists_every_family_once() {
+        let m = Metrics::new();
+        let docs = m.reference();
+        let mut names: Vec<&str> = docs.iter().map(|d| d.name.as_str()).collect();
+        names.sort_unstable();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "a family is registered twice");
+        // Families with a child appear in the exposition: each must be documented as the
+        // same type with the same help text.
+        m.poll_failed("rs", "020-1", "timeout", 1.0);
+        m.rule_evaluated("r", true, 0.1);
+        let gathered = m.registry.registry.gather();
+        assert!(gathered.len() >= 5);
+        for mf in gathered {
+            let doc = docs
+                .iter()
+                .find(|d| d.name == mf.name())
+                .unwrap_or_else(|| panic!("{} is served but not documented", mf.name()));
+            assert_eq!(doc.help, mf.help());
+            let kind = match mf.get_field_type() {
+                prometheus::proto::MetricType::COUNTER => MetricType::Counter,
+                prometheus::proto::MetricType::GAUGE => MetricType::Gauge,
+                prometheus::proto::MetricType::HISTOGRAM => MetricType::Histogram,
+                other => panic!("unexpected type {other:?}"),
+            };
+            assert_eq!(doc.kind, kind, "{}", doc.name);
+        }
+        let table = m.reference_markdown();
+        assert!(table.contains(
+            "| `spendwatch_poll_errors_total` | counter | `source`, `account`, `reason` |"
+        ));
+        // A `|` in a help text is escaped, not a new column.
+        assert!(table.contains("(bound = lower \\| upper)"), "{table}");
     }
 }

@@ -343,6 +343,9 @@ fn judge(
         a.upper,
         a.score,
     );
+    if let Some(v) = now.to_f64() {
+        metrics.anomaly_value(&rule.meta.name, account, v);
+    }
     let facts = Facts {
         rule: rule.meta.name.clone(),
         account: account.to_string(),

@@ -217,6 +217,7 @@ async fn secrets_never_appear_in_any_output() {
 
 #[test]
 fn demo_shows_an_alert_fire_and_resolve() {
+    let _one_demo_at_a_time = demo_lock();
     let kept = tempfile::tempdir().unwrap();
     let out = run_cli(
         &[

@@ -1,7 +1,9 @@
 //! One integration-test binary: the real `spendwatch` binary against the simulator on 127.0.0.1.
 
 mod alertmanager;
+mod artifacts;
 mod cli;
+mod deploy;
 mod e2e;
 mod faults;
 mod notify;
@@ -9,4 +11,5 @@ mod restart;
 mod scenarios;
 mod slack;
 mod sources;
+mod stack;
 mod support;

@@ -104,8 +104,8 @@ const CSV: &str = "timestamp,value,labels\n2026-11-24T10:00:00Z,182.5,account=02
 /// Per source: a metric family with a sample from that source once it has been polled.
 const EXPECTED: &[(&str, &str)] = &[
     ("rs", "spendwatch_spend_period_to_date"),
-    ("sakura", "spendwatch_spend_last_period_total"),
-    ("racknap", "spendwatch_spend_last_period_total"),
+    ("sakura", "spendwatch_spend_last_period"),
+    ("racknap", "spendwatch_spend_last_period"),
     ("threescale", "spendwatch_spend_period_to_date"),
     ("threescale", "spendwatch_usage_period_to_date"),
     ("prom", "spendwatch_traffic"),

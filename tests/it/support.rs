@@ -13,6 +13,14 @@ use spendwatch::sim::{self, Sim};
 pub const BIN: &str = env!("CARGO_BIN_EXE_spendwatch");
 pub const WEBHOOK_SECRET: &str = "it-webhook-secret-6b1f";
 
+/// Held by tests that run `spendwatch demo`: a demo's simulated clock runs days per second,
+/// and two of them at once on a small machine starve each other's pipeline, so the live
+/// run falls behind its own clock and its alert times drift.
+pub fn demo_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn init() {
     spendwatch::cli::install_crypto_provider();
 }
