@@ -59,7 +59,7 @@ pub struct RuleSummary {
 pub struct BacktestReport {
     pub from: Timestamp,
     pub to: Timestamp,
-    pub step_seconds: u64,
+    pub step_seconds: f64,
     pub evaluations: usize,
     pub events: Vec<BacktestEvent>,
     pub rules: BTreeMap<String, RuleSummary>,
@@ -256,14 +256,15 @@ pub fn run(
     let to = to.unwrap_or(last + SignedDuration::from_hours(1));
     let step = step
         .unwrap_or(config.evaluation_interval)
-        .max(Duration::from_secs(1));
+        // Sub-second steps let a replay of a fast test run see a breach that lasted under a second.
+        .max(Duration::from_millis(100));
     let step_signed = SignedDuration::try_from(step).unwrap_or(SignedDuration::from_hours(1));
     let evaluator = Evaluator::new(config.rules.clone());
     // No receivers: the replay notifies nobody.
     let mut alerting = Alerting::restore(store, crate::alerting::Routes::none())?;
     let metrics = Metrics::new();
     let total_steps =
-        (to.duration_since(from).as_secs() / step_signed.as_secs().max(1)).max(0) as u64 + 1;
+        (to.duration_since(from).as_millis() / step_signed.as_millis().max(1)).max(0) as u64 + 1;
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(total_steps);
         if let Ok(style) =
@@ -333,7 +334,7 @@ pub fn run(
     Ok(BacktestReport {
         from,
         to,
-        step_seconds: step.as_secs(),
+        step_seconds: step.as_secs_f64(),
         evaluations,
         events,
         rules,

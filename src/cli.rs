@@ -285,7 +285,7 @@ pub fn backtest(
         "backtest {} .. {}, every {}: {} evaluations",
         report.from,
         report.to,
-        humantime::format_duration(Duration::from_secs(report.step_seconds)),
+        humantime::format_duration(Duration::from_secs_f64(report.step_seconds)),
         report.evaluations
     )?;
     for e in &report.events {

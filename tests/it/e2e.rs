@@ -228,8 +228,10 @@ async fn overspend_fires_once_and_resolves_once_with_signed_webhooks() {
             "--config",
             config.path.to_str().unwrap(),
             "--from-store",
+            // Finer than the 1 s poll interval: the breach may have lasted under a second of
+            // data time when polls ran close together.
             "--step",
-            "1s",
+            "250ms",
             "--output",
             report_path.to_str().unwrap(),
         ],
