@@ -367,7 +367,7 @@ impl Metrics {
             observations_written: counter_vec(
                 &r,
                 "spendwatch_observations_written_total",
-                "Observations handed to the store, by result (inserted, extended, unchanged, rejected).",
+                "Observations handed to the store, by result (inserted, extended, unchanged, rejected, over_series_limit: a new series beyond limits.max_series_per_source).",
                 &["source", "result"],
             ),
             alerts: int_gauge_vec(
@@ -595,6 +595,13 @@ impl Metrics {
                 .with_label_values(&[source, result])
                 .inc_by(n as u64);
         }
+    }
+
+    /// Observations of new series refused because the source reached its series limit.
+    pub fn observations_over_series_limit(&self, source: &str, n: usize) {
+        self.observations_written
+            .with_label_values(&[source, "over_series_limit"])
+            .inc_by(n as u64);
     }
 
     pub fn observations_rejected(&self, source: &str, n: usize) {

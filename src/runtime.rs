@@ -1,6 +1,7 @@
 //! The daemon: pollers → store → evaluator → alerting → outbox dispatcher, plus the HTTP
 //! server, all stopped by one shutdown signal. Only this module reads the clock.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use crate::alerting::{AlertEvent, Alerting, Change};
 use crate::config::{Config, ReceiverConfig};
 use crate::eval::Evaluator;
 use crate::metrics::Metrics;
-use crate::model::Clock;
+use crate::model::{Clock, Observation};
 use crate::notify::alertmanager::{self, AlertmanagerSender, Resender};
 use crate::notify::{Dispatcher, RetryPolicy, SendError};
 use crate::server::{self, EvalView, ServerState};
@@ -100,6 +101,7 @@ impl Runtime {
         let ready = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             clock: self.clock.clone(),
+            max_series_per_source: self.config.max_series_per_source,
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             totals: self.totals.clone(),
@@ -216,6 +218,7 @@ async fn sleep_or_stop(clock: &Clock, d: Duration, shutdown: &mut watch::Receive
 /// What every pipeline task shares.
 struct Shared {
     clock: Clock,
+    max_series_per_source: usize,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     totals: Arc<Totals>,
@@ -224,11 +227,60 @@ struct Shared {
 }
 
 impl Shared {
+    /// Drops the observations of new series beyond the source's series limit; series that
+    /// exist always keep updating. Refusals are counted and logged, never silent.
+    fn within_series_limit(
+        &self,
+        source: &str,
+        observations: Vec<Observation>,
+    ) -> Vec<Observation> {
+        let mut seen = HashSet::new();
+        let mut unknown = Vec::new();
+        for o in &observations {
+            let canonical = o.key.canonical();
+            if seen.insert(canonical.clone()) {
+                match self.store.has_series(&o.key) {
+                    Ok(true) => {}
+                    Ok(false) => unknown.push(canonical),
+                    // The write below reports the store's trouble.
+                    Err(_) => return observations,
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return observations;
+        }
+        let existing = match self.store.series_count(source) {
+            Ok(n) => n,
+            Err(_) => return observations,
+        };
+        let room = self.max_series_per_source.saturating_sub(existing);
+        if unknown.len() <= room {
+            return observations;
+        }
+        let refused: HashSet<String> = unknown.split_off(room).into_iter().collect();
+        let (kept, dropped): (Vec<Observation>, Vec<Observation>) = observations
+            .into_iter()
+            .partition(|o| !refused.contains(&o.key.canonical()));
+        self.metrics
+            .observations_over_series_limit(source, dropped.len());
+        tracing::error!(
+            source,
+            series_now = existing,
+            limit = self.max_series_per_source,
+            refused_series = refused.len(),
+            refused_observations = dropped.len(),
+            "Source reached its series limit; observations of new series were not stored. Raise limits.max_series_per_source if this growth is expected."
+        );
+        kept
+    }
+
     /// Stores one poll's observations (all or nothing) and updates metrics.
     fn record(&self, source: &str, polled: PollResult) {
         match polled.result {
             Ok(observations) => {
                 self.totals.polls_ok.fetch_add(1, Ordering::Relaxed);
+                let observations = self.within_series_limit(source, observations);
                 match self.store.put_observations(&observations) {
                     Ok(stats) => {
                         self.metrics.observed(&observations);
@@ -328,6 +380,7 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
         totals,
         evaluate_now,
         dispatch_now,
+        ..
     } = shared.as_ref();
     let _participant = clock.participate();
     loop {
@@ -418,3 +471,84 @@ async fn dispatch_loop(
 }
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ObservationKind, SeriesKey, Unit};
+    use crate::store::SqliteStore;
+
+    fn traffic(series: &str, at: &str) -> Observation {
+        Observation {
+            key: SeriesKey::new("src", "acct", crate::model::series::TRAFFIC)
+                .with_label("series", series),
+            at: at.parse().unwrap(),
+            period: None,
+            value: rust_decimal::Decimal::ONE,
+            kind: ObservationKind::Traffic,
+            unit: Unit::Quantity("requests".into()),
+        }
+    }
+
+    fn poll(observations: Vec<Observation>) -> PollResult {
+        PollResult {
+            source: "src".into(),
+            target: "acct".into(),
+            request_id: "r".into(),
+            result: Ok(observations),
+            seconds: 0.0,
+        }
+    }
+
+    /// A source past its series limit: new series are refused and counted, the ones that exist
+    /// keep updating, and nothing of another source is affected.
+    #[test]
+    fn new_series_beyond_the_limit_are_refused_and_counted() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shared = Shared {
+            clock: Clock::System,
+            max_series_per_source: 2,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            totals: Arc::new(Totals::default()),
+            evaluate_now: Notify::new(),
+            dispatch_now: Notify::new(),
+        };
+        let at = "2026-11-25T10:00:00Z";
+        shared.record(
+            "src",
+            poll(vec![traffic("a", at), traffic("b", at), traffic("c", at)]),
+        );
+        assert_eq!(store.series_count("src").unwrap(), 2);
+        let c =
+            SeriesKey::new("src", "acct", crate::model::series::TRAFFIC).with_label("series", "c");
+        assert!(!store.has_series(&c).unwrap());
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"spendwatch_observations_written_total{result="over_series_limit",source="src"} 1"#),
+            "{text}"
+        );
+
+        // Later polls: the two known series update; `c` is still refused.
+        let later = "2026-11-25T11:00:00Z";
+        shared.record(
+            "src",
+            poll(vec![
+                traffic("a", later),
+                traffic("b", later),
+                traffic("c", later),
+            ]),
+        );
+        let a =
+            SeriesKey::new("src", "acct", crate::model::series::TRAFFIC).with_label("series", "a");
+        assert_eq!(
+            store.latest_point(&a).unwrap().unwrap().at,
+            later.parse::<jiff::Timestamp>().unwrap()
+        );
+        assert_eq!(store.series_count("src").unwrap(), 2);
+        assert!(metrics.render().contains(
+            r#"spendwatch_observations_written_total{result="over_series_limit",source="src"} 2"#
+        ));
+    }
+}

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +44,9 @@ pub struct EvalView {
     pub alerts: Vec<AlertRecord>,
 }
 
+/// Largest request body the API reads.
+pub const MAX_REQUEST_BODY: usize = 64 * 1024;
+
 pub fn router(state: ServerState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
@@ -53,6 +57,8 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/silences", get(list_silences).post(create_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/notifications", get(notifications))
+        // A silence is a few hundred bytes; nothing the API takes needs more than this.
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(state)
 }
 
@@ -486,6 +492,24 @@ mod tests {
                 .unwrap()
                 .starts_with("invalid silence")
         );
+    }
+
+    #[tokio::test]
+    async fn oversized_request_bodies_are_refused_before_they_are_read() {
+        let base = serve(Some(TOKEN), Vec::new()).await;
+        let huge = format!(
+            r#"{{"matchers":[],"comment":"{}"}}"#,
+            "x".repeat(MAX_REQUEST_BODY + 1)
+        );
+        let response = reqwest::Client::new()
+            .post(format!("{base}/api/v1/silences"))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(huge)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413);
     }
 
     #[tokio::test]

@@ -74,6 +74,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub evaluation: RawEvaluation,
     #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
     pub sources: Vec<RawSource>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
@@ -123,6 +125,15 @@ pub struct RawSqlite {
 #[serde(deny_unknown_fields)]
 pub struct RawEvaluation {
     pub interval: Option<String>,
+}
+
+/// Bounds that keep one misbehaving source from growing the store without end.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Distinct series a source may create (default 100,000); observations of further new
+    /// series are refused and counted, existing series keep updating.
+    pub max_series_per_source: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,6 +270,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store_path: PathBuf,
     pub evaluation_interval: Duration,
+    /// See [`RawLimits::max_series_per_source`].
+    pub max_series_per_source: usize,
     pub sources: Vec<SourceSettings>,
     pub rules: Vec<RuleConfig>,
     pub receivers: Vec<ReceiverConfig>,
@@ -821,6 +834,10 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         }
     }
 
+    let max_series_per_source = raw.limits.max_series_per_source.unwrap_or(100_000);
+    if max_series_per_source == 0 {
+        c.error("limits.max_series_per_source", "must be at least 1");
+    }
     let links = validate_links(&raw.links, &source_names, &mut c);
     let receivers_in_order: Vec<String> = receivers.iter().map(|r| r.name().to_string()).collect();
     let routes = routing::validate_route(
@@ -837,6 +854,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             listen,
             store_path,
             evaluation_interval,
+            max_series_per_source,
             sources,
             rules,
             receivers,
@@ -1304,5 +1322,18 @@ auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNS
         let errs = check(&hook(", format = \"xml\"")).unwrap_err();
         assert_eq!(errs[0].path, "receivers[0].webhook.format", "{errs:?}");
         assert!(errs[0].message.contains("alertmanager"), "{errs:?}");
+    }
+
+    #[test]
+    fn series_limit_defaults_and_refuses_zero() {
+        assert_eq!(check("").unwrap().max_series_per_source, 100_000);
+        assert_eq!(
+            check("[limits]\nmax_series_per_source = 5\n")
+                .unwrap()
+                .max_series_per_source,
+            5
+        );
+        let errs = check("[limits]\nmax_series_per_source = 0\n").unwrap_err();
+        assert_eq!(errs[0].path, "limits.max_series_per_source", "{errs:?}");
     }
 }

@@ -227,6 +227,10 @@ pub trait Store: Send + Sync {
         to: Timestamp,
     ) -> Result<Vec<Point>, StoreError>;
     fn latest_point(&self, key: &SeriesKey) -> Result<Option<Point>, StoreError>;
+    /// Whether the series exists (has ever been written).
+    fn has_series(&self, key: &SeriesKey) -> Result<bool, StoreError>;
+    /// How many series a source has created.
+    fn series_count(&self, source: &str) -> Result<usize, StoreError>;
     /// The newest point strictly before `at`: the anchor a range of cumulative values needs.
     fn point_before(&self, key: &SeriesKey, at: Timestamp) -> Result<Option<Point>, StoreError>;
 

@@ -400,6 +400,30 @@ impl Store for SqliteStore {
         rows.map(|r| to_point(r?)).collect()
     }
 
+    fn has_series(&self, key: &SeriesKey) -> Result<bool, StoreError> {
+        let canonical = key.canonical();
+        let inner = self.lock()?;
+        if inner.series_ids.contains_key(&canonical) {
+            return Ok(true);
+        }
+        let found: Option<i64> = inner
+            .conn
+            .prepare_cached("SELECT id FROM series WHERE canonical = ?1")?
+            .query_row([&canonical], |r| r.get(0))
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    fn series_count(&self, source: &str) -> Result<usize, StoreError> {
+        let inner = self.lock()?;
+        let n: i64 = inner.conn.query_row(
+            "SELECT COUNT(*) FROM series WHERE source = ?1",
+            [source],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as usize)
+    }
+
     fn latest_point(&self, key: &SeriesKey) -> Result<Option<Point>, StoreError> {
         let inner = self.lock()?;
         let mut stmt = inner.conn.prepare_cached(&format!(
