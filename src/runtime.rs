@@ -443,6 +443,7 @@ async fn dispatch_loop(
         dispatch_now,
         ..
     } = shared.as_ref();
+    let mut pruned_at = std::time::Instant::now();
     loop {
         match dispatcher.deliver_due().await {
             Ok(stats) => {
@@ -451,6 +452,17 @@ async fn dispatch_loop(
                     .fetch_add(stats.delivered as u64, Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "Reading the outbox failed."),
+        }
+        // Finished rows are kept a while for `/api/v1/notifications`, then dropped, so the
+        // outbox does not grow with every notification ever sent.
+        if pruned_at.elapsed() >= PRUNE_EVERY {
+            pruned_at = std::time::Instant::now();
+            let before = jiff::Timestamp::now() - OUTBOX_RETENTION;
+            match shared.store.prune_outbox(before) {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "Pruned finished outbox rows."),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Pruning the outbox failed; retried later."),
+            }
         }
         tokio::select! {
             _ = dispatch_now.notified() => {}
@@ -471,6 +483,9 @@ async fn dispatch_loop(
 }
 
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How long delivered, dead and skipped notifications stay in the outbox.
+const OUTBOX_RETENTION: jiff::SignedDuration = jiff::SignedDuration::from_hours(14 * 24);
 
 #[cfg(test)]
 mod tests {

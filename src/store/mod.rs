@@ -259,6 +259,10 @@ pub trait Store: Send + Sync {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
     fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
+    /// Deletes finished rows (delivered, dead, skipped) created before `before`; returns how
+    /// many. Their idempotency keys can never be enqueued again by then: an alert's next
+    /// episode has a new key.
+    fn prune_outbox(&self, before: Timestamp) -> Result<usize, StoreError>;
 
     /// Every detector state saved for `rule`.
     fn detector_states(&self, rule: &str) -> Result<Vec<DetectorState>, StoreError>;

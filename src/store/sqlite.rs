@@ -638,6 +638,14 @@ impl Store for SqliteStore {
         rows.map(|r| to_outbox(r?)).collect()
     }
 
+    fn prune_outbox(&self, before: Timestamp) -> Result<usize, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner.conn.execute(
+            "DELETE FROM outbox WHERE state IN ('delivered', 'dead', 'skipped') AND created_ms < ?1",
+            [ms(before)],
+        )?)
+    }
+
     fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         let inner = self.lock()?;
         let (pending, oldest, delivered, suppressed, dead): (i64, Option<i64>, i64, i64, i64) =
@@ -972,6 +980,47 @@ mod tests {
         assert_eq!((stats.pending, stats.delivered), (1, 1));
         assert!(store.load_groups().unwrap().is_empty());
         assert!(store.silences().unwrap().is_empty());
+    }
+
+    /// Finished rows older than the cut are dropped; pending ones never are, however old.
+    #[test]
+    fn pruning_drops_only_old_finished_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prune.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let payload = |key: &str| {
+                format!(
+                    r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
+                    "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
+                    "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
+                )
+            };
+            conn.execute(
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
+                 VALUES ('old-done', 'hook', ?1, 1000, 1000, 2000),
+                        ('old-pending', 'hook', ?2, 1500, 1500, NULL),
+                        ('new-done', 'hook', ?3, 5000, 5000, 6000)",
+                params![payload("old-done"), payload("old-pending"), payload("new-done")],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let cut = Timestamp::from_millisecond(4000).unwrap();
+        assert_eq!(store.prune_outbox(cut).unwrap(), 1);
+        assert_eq!(store.prune_outbox(cut).unwrap(), 0, "idempotent");
+        let stats = store.outbox_stats().unwrap();
+        assert_eq!((stats.pending, stats.delivered), (1, 1));
+        assert_eq!(
+            store.open_outbox(10).unwrap()[0]
+                .notification
+                .idempotency_key,
+            "old-pending"
+        );
     }
 
     #[test]
