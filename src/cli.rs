@@ -353,6 +353,28 @@ pub fn detect(
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn bench(
+    accounts: usize,
+    items: usize,
+    days: u32,
+    keep: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        accounts > 0 && days >= 8,
+        "bench needs at least 1 account and 8 days (the rules learn 7)"
+    );
+    let options = crate::bench::BenchOptions {
+        accounts,
+        items,
+        days,
+        dir: keep,
+    };
+    let report = crate::bench::run(&options, &|day| eprint!("\rgenerated day {day}/{days}"))?;
+    eprintln!();
+    emit(&report.table(&options))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Writes the suite as CSV files (`timestamp,value`) and `labels.csv`, for `detect --input`.
 pub fn export_suite(seed: u64, dir: &Path) -> anyhow::Result<ExitCode> {
     let files = crate::eval::detectors::suite::export(seed, dir)

@@ -5,6 +5,7 @@
 
 pub mod alerting;
 pub mod backtest;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -99,6 +99,21 @@ enum Command {
         #[arg(long)]
         speed: Option<f64>,
     },
+    /// Generate a large world into a real store and measure ingest, evaluation, /metrics and
+    /// memory (see README "Performance").
+    Bench {
+        #[arg(long, default_value_t = 1_000)]
+        accounts: usize,
+        /// Line items per account.
+        #[arg(long, default_value_t = 20)]
+        items: usize,
+        /// Days of hourly history.
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+        /// Keep the store and config in this directory instead of a temp dir.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// The whole pipeline against the built-in simulator, with a simulated clock.
     Demo {
         #[arg(long, default_value = DEFAULT_DEMO_LISTEN)]
@@ -180,6 +195,7 @@ fn main() -> ExitCode {
         | Command::Detect { .. } => "error",
         Command::Demo { .. } | Command::Silence { .. } => "warn",
         Command::Run { .. } | Command::Sim { .. } => "info",
+        Command::Bench { .. } => "warn",
     };
     cli::init_logging(args.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -195,6 +211,12 @@ fn main() -> ExitCode {
             Command::Check { config } => cli::check(&config),
             Command::PollOnce { config, json } => cli::poll_once(&config, json).await,
             Command::Sim { listen, speed } => cli::sim(listen, speed).await,
+            Command::Bench {
+                accounts,
+                items,
+                days,
+                keep,
+            } => cli::bench(accounts, items, days, keep),
             Command::Detect {
                 detector,
                 params,
