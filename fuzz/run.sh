@@ -4,8 +4,9 @@
 #   fuzz/run.sh [seconds-per-target] [target ...]     (default 60 s, all targets)
 #
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Each target
-# starts from fuzz/seeds/<target> (committed) plus fuzz/corpus/<target> (what earlier runs
-# found, not committed). libFuzzer runs in fork mode with -ignore_crashes, so a crash does
+# starts from fuzz/seeds/<target> (from the repo's fixtures, `seeds.py`), fuzz/regressions/<target>
+# (inputs that once crashed; each is also a unit test) and fuzz/corpus/<target> (what earlier
+# runs found, not committed), with the dictionary fuzz/dicts/<target>.dict. libFuzzer runs in fork mode with -ignore_crashes, so a crash does
 # not end the run: each crashing input lands in fuzz/artifacts/<target>/ and the run goes on.
 # Logs: fuzz/logs/<target>.log.
 set -euo pipefail
@@ -16,7 +17,7 @@ shift || true
 ALL=(rackspace sakura_json sakura_csv racknap threescale_xml prometheus config_toml detect_csv file_csv)
 if [ "$#" -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL[@]}"); fi
 
-cargo +nightly fuzz build -O
+[ -n "${NO_BUILD:-}" ] || cargo +nightly fuzz build -O
 TRIPLE="$(rustc +nightly -vV | sed -n 's/^host: //p')"
 BIN="target/$TRIPLE/release"
 mkdir -p logs
@@ -26,9 +27,11 @@ for t in "${TARGETS[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t"
     before=$(find "artifacts/$t" -type f | wc -l)
     # Fork mode keeps going after a crash; the budget covers the whole target.
-    "$BIN/$t" "corpus/$t" "seeds/$t" \
+    extra=()
+    [ -d "regressions/$t" ] && extra=("regressions/$t")
+    "$BIN/$t" "corpus/$t" "seeds/$t" "${extra[@]}" \
         -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-        -max_total_time="$SECONDS_PER_TARGET" -max_len=16384 -timeout=10 -rss_limit_mb=2048 \
+        -max_total_time="$SECONDS_PER_TARGET" -max_len=16384 -dict="dicts/$t.dict" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="artifacts/$t/" >"logs/$t.log" 2>&1 || true
     # Fork-mode status lines: `#N: cov: … oom/timeout/crash: a/b/c time: …`.
     last=$(grep -E '^#[0-9]+: cov:' "logs/$t.log" | tail -1 || true)

@@ -15,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = page.estimated_charges.next_href();
     let now = spendwatch_fuzz::now();
-    let _ = map_estimated_charges("rackspace", "123456", std::slice::from_ref(&page.estimated_charges), now);
+    let _ = map_estimated_charges(
+        "rackspace",
+        "123456",
+        std::slice::from_ref(&page.estimated_charges),
+        now,
+    );
     if let Ok(again) = serde_json::from_slice::<EstimatedChargesResponse>(data) {
         let pages = [page.estimated_charges, again.estimated_charges];
         let _ = map_estimated_charges("rackspace", "123456", &pages, now);

@@ -32,9 +32,7 @@ fuzz_target!(|data: &[u8]| {
         let bills: Vec<BillData> = list
             .bills
             .into_iter()
-            .filter(|b| {
-                UsageMonth::of_bill_date(&b.date).is_ok_and(|m| window.contains(m))
-            })
+            .filter(|b| UsageMonth::of_bill_date(&b.date).is_ok_and(|m| window.contains(m)))
             .map(|bill| BillData {
                 bill,
                 details: Vec::new(),
