@@ -42,10 +42,16 @@ pub fn parse_time(text: &str) -> Option<Timestamp> {
 pub fn read_series(path: &Path) -> Result<Vec<Sample>, DetectError> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| DetectError::Other(format!("{file}: {e}")))?;
+    parse_series(&bytes, &file)
+}
+
+/// [`read_series`] on bytes already read; `file` names the input in errors.
+pub fn parse_series(bytes: &[u8], file: &str) -> Result<Vec<Sample>, DetectError> {
+    let file = file.to_string();
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .trim(csv::Trim::All)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| DetectError::Row {

@@ -105,7 +105,10 @@ pub fn map_estimated_charges(
     // either, the line items themselves are the estimate. Nothing at all is an error.
     let total = match (first.total, first.charge_total) {
         (Some(t), _) | (None, Some(t)) => t.0,
-        (None, None) if !amounts.is_empty() => amounts.values().copied().sum(),
+        (None, None) if !amounts.is_empty() => amounts
+            .values()
+            .try_fold(Decimal::ZERO, |sum, a| sum.checked_add(*a))
+            .ok_or_else(|| PollError::malformed("line item amounts overflow"))?,
         (None, None) => {
             return Err(PollError::malformed(
                 "estimatedCharges has no total, no chargeTotal and no line items",
@@ -268,5 +271,19 @@ mod tests {
             map_estimated_charges("rs", "a", &[parse(bad_currency)], Timestamp::UNIX_EPOCH)
                 .is_err()
         );
+    }
+
+    /// Fuzz regression (`fuzz/run.sh`, target `rackspace`): with no `total` and no
+    /// `chargeTotal`, line items near `Decimal::MAX` summed with `Iterator::sum`, which
+    /// panicked ("Addition overflowed"). Now a malformed-body error.
+    #[test]
+    fn fuzz_line_item_sum_overflow_is_an_error() {
+        let body: &[u8] = b"{\"estimatedCharges\":{\"currency\":\"USD\",\"currentBillingPeriodStartDate\":\"2026-05-01T00:00:00\",\"currentBillingPeriodEndDate\":\"2026-06-01T00:00:00\",\"estimatedCharge\":[{\"offeringCode\":\"A\",\"amount\":\"79228162514264337593543950335\"},{\"offeringCode\":\"B\",\"amount\":\"79228162514264337593543950335\"}]}}";
+        let page = serde_json::from_slice::<EstimatedChargesResponse>(body)
+            .unwrap()
+            .estimated_charges;
+        let err = map_estimated_charges("rs", "a", &[page], Timestamp::UNIX_EPOCH).unwrap_err();
+        assert_eq!(err.kind, crate::sources::PollErrorKind::Malformed);
+        assert!(err.message.contains("overflow"), "{err}");
     }
 }

@@ -413,9 +413,14 @@ pub fn map_month(
         && matches!(state, MonthState::Current { .. })
         && !items.is_empty()
     {
-        let lines: Decimal = items.values().copied().sum::<Decimal>() + tax;
+        let mut lines = tax;
+        for amount in items.values() {
+            add(&mut lines, *amount, "line items")?;
+        }
         let tolerance = Decimal::from(items.len() + 1);
-        if (lines - total).abs() > tolerance {
+        // Amounts near Decimal's limit cannot differ by a representable amount: a mismatch.
+        let off = lines.checked_sub(total).is_none_or(|d| d.abs() > tolerance);
+        if off {
             return Err(PollError::new(
                 PollErrorKind::Inconsistent,
                 format!(
@@ -970,6 +975,39 @@ mod tests {
         ] {
             d.formatted_usage = formatted.map(str::to_string);
             assert_eq!(usage_unit(&d), unit, "{formatted:?}");
+        }
+    }
+
+    /// Fuzz regressions (`fuzz/run.sh`, target `sakura_json`): the current month's
+    /// lines-add-up check summed detail amounts with `Iterator::sum` and `+`, and subtracted
+    /// the bill total with `-`, each of which panicked near `Decimal::MAX`. A sum that
+    /// overflows is a malformed body; a difference that overflows is a mismatch.
+    #[test]
+    fn fuzz_current_month_check_overflows_are_errors() {
+        let bill: crate::sources::sakura::wire::Bill = serde_json::from_slice(
+            b"{\"BillID\": 1234567, \"Amount\": 1080, \"Date\": \"2026-06-01T00:00:00+09:00\"}",
+        )
+        .unwrap();
+        let window = Window::new(ts("2026-05-28T00:00:00+09:00"), 12).unwrap();
+        let cases: [(&[u8], PollErrorKind); 2] = [
+            (
+                b"{\"BillDetails\":[{\"ContractID\":1,\"ServiceClassID\":1,\"Amount\":\"79228162514264337593543950335\"},{\"ContractID\":2,\"ServiceClassID\":1,\"Amount\":\"79228162514264337593543950335\"}]}",
+                PollErrorKind::Malformed,
+            ),
+            (
+                b"{\"BillDetails\":[{\"ContractID\":1,\"ServiceClassID\":1,\"Amount\":\"-79228162514264337593543950335\"}]}",
+                PollErrorKind::Inconsistent,
+            ),
+        ];
+        for (body, kind) in cases {
+            let details: BillDetailsResponse = serde_json::from_slice(body).unwrap();
+            let data = [BillData {
+                bill: bill.clone(),
+                details: details.bill_details,
+                statement: None,
+            }];
+            let err = map_bills("sakura", "1", &window, &data).unwrap_err();
+            assert_eq!(err.kind, kind, "{err}");
         }
     }
 }
