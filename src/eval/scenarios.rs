@@ -213,20 +213,7 @@ fn summary(t: &Transition) -> String {
 
 #[test]
 fn traffic_doubling_with_spend_does_not_alert() {
-    let s = Scenario {
-        account: "a",
-        traffic: traffic(
-            10_000.0,
-            vec![TrafficIncident {
-                from_day: 20.0,
-                to_day: 99.0,
-                factor: 2.0,
-            }],
-        ),
-        items: normal_items(),
-        days: 22,
-        spend_lag_hours: 0,
-    };
+    let s = traffic_doubles_on_day_20(22);
     let t = run(
         &s,
         &rule(10, NoTraffic::Wait),
@@ -514,6 +501,24 @@ fn change_rule(min_impact: i64) -> crate::config::rules::ChangeRule {
     }
 }
 
+/// Traffic doubles from day 20 on and the normal line items follow it.
+fn traffic_doubles_on_day_20(days: i64) -> Scenario {
+    Scenario {
+        account: "a",
+        traffic: traffic(
+            10_000.0,
+            vec![TrafficIncident {
+                from_day: 20.0,
+                to_day: 99.0,
+                factor: 2.0,
+            }],
+        ),
+        items: normal_items(),
+        days,
+        spend_lag_hours: 0,
+    }
+}
+
 fn doubled_spend() -> Scenario {
     let mut items = normal_items();
     items.push(Item {
@@ -573,21 +578,7 @@ fn divergence_spend_up_on_flat_traffic_but_not_with_it() {
     );
 
     let store = SqliteStore::open_in_memory().unwrap();
-    Scenario {
-        account: "a",
-        traffic: traffic(
-            10_000.0,
-            vec![TrafficIncident {
-                from_day: 20.0,
-                to_day: 99.0,
-                factor: 2.0,
-            }],
-        ),
-        items: normal_items(),
-        days: 21,
-        spend_lag_hours: 0,
-    }
-    .fill(&store);
+    traffic_doubles_on_day_20(21).fill(&store);
     let t = evaluate_one(
         &store,
         &crate::config::RuleConfig::Divergence(divergence_rule()),
@@ -862,20 +853,7 @@ fn anomaly_state_from_other_settings_or_unreadable_is_relearned() {
 #[test]
 fn unit_cost_anomaly_ignores_traffic_growth_and_flags_a_price_change() {
     // Traffic doubles on day 20 and spend follows it: spend is anomalous, unit cost is not.
-    let grows = Scenario {
-        account: "a",
-        traffic: traffic(
-            10_000.0,
-            vec![TrafficIncident {
-                from_day: 20.0,
-                to_day: 99.0,
-                factor: 2.0,
-            }],
-        ),
-        items: normal_items(),
-        days: 21,
-        spend_lag_hours: 0,
-    };
+    let grows = traffic_doubles_on_day_20(21);
     let store = SqliteStore::open_in_memory().unwrap();
     grows.fill(&store);
     // Midday, when doubled spend stands out of the whole daily range too (auto wants both

@@ -941,31 +941,35 @@ mod tests {
         );
     }
 
+    /// A store file as schema version 2 left it, with outbox rows
+    /// `(key, created_ms, delivered_ms)`.
+    fn version_2_store(path: &std::path::Path, rows: &[(&str, i64, Option<i64>)]) {
+        let conn = Connection::open(path).unwrap();
+        for sql in &MIGRATIONS[..2] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        for (key, created, delivered) in rows {
+            let payload = format!(
+                r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
+                "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
+                "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
+            );
+            conn.execute(
+                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
+                 VALUES (?1, 'hook', ?2, ?3, ?3, ?4)",
+                params![key, payload, created, delivered],
+            )
+            .unwrap();
+        }
+    }
+
     #[test]
     fn outbox_rows_from_before_grouping_are_migrated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        {
-            // A store as schema version 2 left it: one delivered row, one still pending.
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..2] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 2).unwrap();
-            let payload = |key: &str| {
-                format!(
-                    r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
-                    "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
-                    "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
-                )
-            };
-            conn.execute(
-                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
-                 VALUES ('k1', 'hook', ?1, 1000, 1000, 2000), ('k2', 'hook', ?2, 3000, 3000, NULL)",
-                params![payload("k1"), payload("k2")],
-            )
-            .unwrap();
-        }
+        // One delivered row, one still pending.
+        version_2_store(&path, &[("k1", 1000, Some(2000)), ("k2", 3000, None)]);
         let store = SqliteStore::open(&path).unwrap();
         let open = store.open_outbox(10).unwrap();
         assert_eq!(open.len(), 1);
@@ -987,28 +991,14 @@ mod tests {
     fn pruning_drops_only_old_finished_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("prune.db");
-        {
-            let conn = Connection::open(&path).unwrap();
-            for sql in &MIGRATIONS[..2] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 2).unwrap();
-            let payload = |key: &str| {
-                format!(
-                    r#"{{"idempotency_key":"{key}","receiver":"hook","status":"firing","fingerprint":"fp1",
-                    "rule":"r","labels":{{}},"annotations":{{}},"value":"2","threshold":"1",
-                    "starts_at":"2026-11-02T00:00:00Z","ends_at":null}}"#
-                )
-            };
-            conn.execute(
-                "INSERT INTO outbox (idempotency_key, receiver, payload, created_ms, next_attempt_ms, delivered_ms)
-                 VALUES ('old-done', 'hook', ?1, 1000, 1000, 2000),
-                        ('old-pending', 'hook', ?2, 1500, 1500, NULL),
-                        ('new-done', 'hook', ?3, 5000, 5000, 6000)",
-                params![payload("old-done"), payload("old-pending"), payload("new-done")],
-            )
-            .unwrap();
-        }
+        version_2_store(
+            &path,
+            &[
+                ("old-done", 1000, Some(2000)),
+                ("old-pending", 1500, None),
+                ("new-done", 5000, Some(6000)),
+            ],
+        );
         let store = SqliteStore::open(&path).unwrap();
         let cut = Timestamp::from_millisecond(4000).unwrap();
         assert_eq!(store.prune_outbox(cut).unwrap(), 1);
