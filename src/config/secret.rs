@@ -47,23 +47,48 @@ impl SecretRef {
                 Ok(_) => Err(format!("environment variable {name} is empty")),
                 Err(_) => Err(format!("environment variable {name} is not set")),
             },
-            SecretRef::File(path) => match std::fs::read_to_string(path) {
-                Ok(v) => {
-                    let v = v.trim_end_matches(['\n', '\r']).to_string();
-                    if v.is_empty() {
-                        Err(format!("secret file {} is empty", path.display()))
-                    } else {
-                        Ok(Secret(v))
-                    }
+            SecretRef::File(path) => {
+                let v = read_secret_file(path)?;
+                let v = v.trim_end_matches(['\n', '\r']).to_string();
+                if v.is_empty() {
+                    Err(format!("secret file {} is empty", path.display()))
+                } else {
+                    Ok(Secret(v))
                 }
-                Err(e) => Err(format!(
-                    "cannot read secret file {}: {}",
-                    path.display(),
-                    e.kind()
-                )),
-            },
+            }
         }
     }
+}
+
+/// The largest secret file read; tokens and keys are far smaller.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a secret file, refusing anything but a regular file (a FIFO or `/dev/zero` would
+/// block or never end) and anything over [`MAX_SECRET_FILE_BYTES`].
+fn read_secret_file(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let cannot =
+        |e: std::io::Error| format!("cannot read secret file {}: {}", path.display(), e.kind());
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!(
+            "secret file {} is not a regular file",
+            path.display()
+        ));
+    }
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!(
+            "secret file {} is larger than {} KiB",
+            path.display(),
+            MAX_SECRET_FILE_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| format!("secret file {} is not UTF-8", path.display()))
 }
 
 const EXPECTED: &str = "a secret reference { env = \"NAME\" } or { file = \"PATH\" }";
@@ -158,5 +183,44 @@ mod tests {
             .load()
             .unwrap_err();
         assert!(err.contains("SPENDWATCH_TEST_SURELY_UNSET"));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_file_is_read_without_its_trailing_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cr3t\n").unwrap();
+        assert_eq!(SecretRef::File(path).load().unwrap().expose(), "s3cr3t");
+    }
+
+    /// `/dev/zero` never ends and a FIFO blocks until a writer comes: both are refused at
+    /// once instead of hanging `check` or the daemon's start.
+    #[test]
+    fn devices_and_fifos_are_refused_not_read() {
+        let err = SecretRef::File("/dev/zero".into()).load().unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if made.is_ok_and(|s| s.success()) {
+            let err = SecretRef::File(fifo).load().unwrap_err();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_oversized_secret_file_is_refused_without_echo() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let body = "k".repeat(MAX_SECRET_FILE_BYTES as usize + 1);
+        std::fs::write(&path, &body).unwrap();
+        let err = SecretRef::File(path).load().unwrap_err();
+        assert!(err.contains("larger than 64 KiB"), "{err}");
+        assert!(!err.contains("kkkk"), "{err}");
     }
 }
