@@ -358,6 +358,7 @@ pub fn bench(
     items: usize,
     days: u32,
     keep: Option<PathBuf>,
+    reuse: bool,
 ) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
         accounts > 0 && days >= 8,
@@ -368,6 +369,7 @@ pub fn bench(
         items,
         days,
         dir: keep,
+        reuse,
     };
     let report = crate::bench::run(&options, &|day| eprint!("\rgenerated day {day}/{days}"))?;
     eprintln!();

@@ -113,6 +113,9 @@ enum Command {
         /// Keep the store and config in this directory instead of a temp dir.
         #[arg(long)]
         keep: Option<PathBuf>,
+        /// Measure the world a previous `--keep` run left in that directory, skipping ingest.
+        #[arg(long, requires = "keep")]
+        reuse: bool,
     },
     /// The whole pipeline against the built-in simulator, with a simulated clock.
     Demo {
@@ -216,7 +219,8 @@ fn main() -> ExitCode {
                 items,
                 days,
                 keep,
-            } => cli::bench(accounts, items, days, keep),
+                reuse,
+            } => cli::bench(accounts, items, days, keep, reuse),
             Command::Detect {
                 detector,
                 params,

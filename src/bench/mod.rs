@@ -24,6 +24,9 @@ pub struct BenchOptions {
     pub days: u32,
     /// Where the store and config go; a temp dir (removed) when `None`.
     pub dir: Option<PathBuf>,
+    /// Measure the world already in `dir` (written by an earlier run with the same size)
+    /// instead of writing it again: for profiling evaluation alone.
+    pub reuse: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,13 +63,17 @@ impl BenchReport {
             o.accounts, o.items, self.series, o.days
         );
         let _ = writeln!(t, "| measure | value |\n|---|---|");
-        let _ = writeln!(
-            t,
-            "| ingest | {} observations in {:.1} s = {:.0} observations/s |",
-            self.observations,
-            self.ingest_seconds,
-            self.observations as f64 / self.ingest_seconds.max(1e-9)
-        );
+        if o.reuse {
+            let _ = writeln!(t, "| ingest | reused the stored world (not measured) |");
+        } else {
+            let _ = writeln!(
+                t,
+                "| ingest | {} observations in {:.1} s = {:.0} observations/s |",
+                self.observations,
+                self.ingest_seconds,
+                self.observations as f64 / self.ingest_seconds.max(1e-9)
+            );
+        }
         let _ = writeln!(
             t,
             "| evaluation, first (anomaly detectors learn 7 days) | {:.2} s |",
@@ -117,8 +124,35 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     let dir = o.dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let store_path = dir.join("bench.db");
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", store_path.display()));
+    let marker = dir.join("world.txt");
+    let world = format!("{} {} {}", o.accounts, o.items, o.days);
+    let reused_end = match std::fs::read_to_string(&marker) {
+        Ok(text) if o.reuse => {
+            let (size, end) = text.trim().rsplit_once(' ').unwrap_or_default();
+            if size != world {
+                return Err(BenchError::Config(format!(
+                    "{} holds a world of {size:?} (accounts items days), not {world:?}",
+                    dir.display()
+                )));
+            }
+            Some(
+                end.parse::<Timestamp>()
+                    .map_err(|e| BenchError::Config(format!("{}: {e}", marker.display())))?,
+            )
+        }
+        _ if o.reuse => {
+            return Err(BenchError::Config(format!(
+                "nothing to reuse in {}: run once with --keep first",
+                dir.display()
+            )));
+        }
+        _ => None,
+    };
+    if reused_end.is_none() {
+        let _ = std::fs::remove_file(&marker);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", store_path.display()));
+        }
     }
     std::fs::write(dir.join("traffic.csv"), "timestamp,value\n")?;
     let config_path = dir.join("bench.toml");
@@ -128,13 +162,16 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     let metrics = Metrics::new();
 
     // Ends on a whole hour in the past, so every window the rules judge is complete.
-    let end = Timestamp::now()
-        .round(
-            jiff::TimestampRound::new()
-                .smallest(jiff::Unit::Hour)
-                .mode(jiff::RoundMode::Floor),
-        )
-        .map_err(|e| BenchError::Config(e.to_string()))?;
+    let end = match reused_end {
+        Some(end) => end,
+        None => Timestamp::now()
+            .round(
+                jiff::TimestampRound::new()
+                    .smallest(jiff::Unit::Hour)
+                    .mode(jiff::RoundMode::Floor),
+            )
+            .map_err(|e| BenchError::Config(e.to_string()))?,
+    };
     let hours = o.days as usize * 24;
     let start = end - SignedDuration::from_hours(hours as i64);
     let mut cumulative = vec![vec![0.0; o.items]; o.accounts];
@@ -144,14 +181,19 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     for h in 1..=hours {
         let at = start + SignedDuration::from_hours(h as i64);
         let batch = hour_batch(o, h, at, &mut cumulative);
-        let started = Instant::now();
-        store.put_observations(&batch)?;
-        ingest_seconds += started.elapsed().as_secs_f64();
+        if reused_end.is_none() {
+            let started = Instant::now();
+            store.put_observations(&batch)?;
+            ingest_seconds += started.elapsed().as_secs_f64();
+        }
         observations += batch.len();
         if h % 24 == 0 {
             progress((h / 24) as u32);
         }
         last = batch;
+    }
+    if reused_end.is_none() {
+        std::fs::write(&marker, format!("{world} {end}\n"))?;
     }
     // The exported gauges hold the latest value of each series, as after a poll.
     metrics.observed(&last);
@@ -202,6 +244,7 @@ mod tests {
             items: 2,
             days: 9,
             dir: None,
+            reuse: false,
         };
         let report = run(&o, &|_| {}).unwrap();
         assert_eq!(report.series, 12);

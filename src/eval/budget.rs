@@ -33,9 +33,9 @@ pub fn evaluate(
         metric: Some(METRIC_TOTAL.to_string()),
         accounts: rule.accounts.clone(),
     };
-    let series = store.list_series(&filter)?;
+    let series = store.series_points(&filter, at - LOOKBACK, at, false)?;
     let mut out = Vec::new();
-    for meta in series {
+    for (meta, points) in series {
         let currency = match &meta.unit {
             Unit::Money(c) => c,
             Unit::Quantity(q) => {
@@ -58,7 +58,6 @@ pub fn evaluate(
             }
             continue;
         }
-        let points = store.points(&meta.key, at - LOOKBACK, at)?;
         let base = |level: &BudgetLevel| instance(rule, &meta.key.source, &meta.key.account, level);
         let Some(latest) = points.last() else {
             out.extend(

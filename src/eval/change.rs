@@ -93,7 +93,9 @@ pub fn evaluate(
             && big_enough
             && delta.abs() >= rule.min_impact
             && !delta.is_zero();
-        let top = match group.unit.currency() {
+        // Contributors explain a breach; a clear instance (most of them, every cycle) skips
+        // reading its line items.
+        let top = match group.unit.currency().filter(|_| breach) {
             Some(c) => contributors(
                 store,
                 &rule.contributors,

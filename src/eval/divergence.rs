@@ -93,15 +93,20 @@ pub fn evaluate(
         let expected = s_then * t_now / t_then;
         let excess = (s_now - expected).round_dp(2);
         let breach = points >= rule.threshold_points && excess >= rule.min_impact;
-        let top = contributors(
-            store,
-            &rule.contributors,
-            &spend.account,
-            currency,
-            current,
-            &[previous],
-            at,
-        )?;
+        // Contributors explain a breach; a clear instance skips reading its line items.
+        let top = if breach {
+            contributors(
+                store,
+                &rule.contributors,
+                &spend.account,
+                currency,
+                current,
+                &[previous],
+                at,
+            )?
+        } else {
+            Vec::new()
+        };
         let facts = Facts {
             rule: rule.meta.name.clone(),
             account: spend.account.clone(),

@@ -268,15 +268,21 @@ pub fn evaluate(
             }
             Expectation::Band { .. } => previous.into_iter().collect(),
         };
-        let top = contributors(
-            store,
-            &rule.contributors,
-            &num.account,
-            currency,
-            current,
-            &reference,
-            at,
-        )?;
+        // Contributors explain a breach; a clear instance (most of them, every cycle) skips
+        // reading its line items.
+        let top = if breach {
+            contributors(
+                store,
+                &rule.contributors,
+                &num.account,
+                currency,
+                current,
+                &reference,
+                at,
+            )?
+        } else {
+            Vec::new()
+        };
         let fmt_cost = |v: Decimal| explain::unit_cost(v, currency, rule.per, &unit);
         let facts = Facts {
             rule: rule.meta.name.clone(),

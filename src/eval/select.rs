@@ -139,14 +139,12 @@ pub fn load_groups(
     };
     // Points first, spans after: a series that appears mid-period needs its group.
     let mut loaded: BTreeMap<(String, String), Vec<Loaded>> = BTreeMap::new();
-    for meta in store.list_series(&filter)? {
+    // The point before the range anchors cumulative values (and a run of an unchanged
+    // value that started before it).
+    for (meta, mut points) in store.series_points(&filter, from, to, true)? {
         if !matches(&meta.key, selector) {
             continue;
         }
-        // The point before the range anchors cumulative values (and a run of an unchanged
-        // value that started before it).
-        let mut points: Vec<Point> = store.point_before(&meta.key, from)?.into_iter().collect();
-        points.extend(store.points(&meta.key, from, to)?);
         // Nothing is known after `to` (a backtest's store holds the future too).
         for p in &mut points {
             p.last_seen = p.last_seen.min(to).max(p.at);

@@ -234,6 +234,29 @@ pub trait Store: Send + Sync {
     /// The newest point strictly before `at`: the anchor a range of cumulative values needs.
     fn point_before(&self, key: &SeriesKey, at: Timestamp) -> Result<Option<Point>, StoreError>;
 
+    /// Every series `filter` selects (in `list_series` order) with its points in
+    /// `[from, to]`, oldest first, preceded by the newest point before `from` when
+    /// `anchored`. One read for a whole rule; backends should override the per-series
+    /// default, which costs two queries per series.
+    fn series_points(
+        &self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
+    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
+        let mut out = Vec::new();
+        for meta in self.list_series(filter)? {
+            let mut points = Vec::new();
+            if anchored {
+                points.extend(self.point_before(&meta.key, from)?);
+            }
+            points.extend(self.points(&meta.key, from, to)?);
+            out.push((meta, points));
+        }
+        Ok(out)
+    }
+
     fn load_alerts(&self) -> Result<Vec<AlertRecord>, StoreError>;
     /// Saves an alert and enqueues its notifications in one transaction, so a crash
     /// can neither lose a notification nor send one for a state that was not saved.

@@ -110,6 +110,8 @@ struct Inner {
     conn: Connection,
     /// canonical series key → (row id, "kind in unit"), so hot polls skip a lookup.
     series_ids: HashMap<String, (i64, String)>,
+    /// series id → its newest point, so a poll does not read back what it wrote last time.
+    latest: HashMap<i64, RawPoint>,
 }
 
 pub struct SqliteStore {
@@ -158,6 +160,15 @@ impl SqliteStore {
     fn init(mut conn: Connection) -> Result<Self, StoreError> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // 64 MiB of page cache (the default is 2 MiB): a poll of thousands of series touches
+        // that many leaf pages, and rules re-read the same recent pages every cycle.
+        conn.pragma_update(None, "cache_size", -65_536)?;
+        // Checkpoint every 64 MiB of WAL (the default is 4 MiB): successive polls append to
+        // the same leaf pages (points are keyed series first), so a longer interval writes
+        // each page back once for many polls instead of once per poll.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        // Every statement the store runs stays prepared (the default keeps 16).
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -181,8 +192,18 @@ impl SqliteStore {
             inner: Mutex::new(Inner {
                 conn,
                 series_ids: HashMap::new(),
+                latest: HashMap::new(),
             }),
         })
+    }
+
+    /// Drops the in-memory caches, as a restart would.
+    #[cfg(test)]
+    fn forget_caches(&self) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.series_ids.clear();
+            inner.latest.clear();
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
@@ -267,6 +288,7 @@ fn to_point(raw: RawPoint) -> Result<Point, StoreError> {
 fn put_batch(
     conn: &mut Connection,
     series_ids: &mut HashMap<String, (i64, String)>,
+    latest_points: &mut HashMap<i64, RawPoint>,
     observations: &[Observation],
 ) -> Result<PutStats, StoreError> {
     let tx = conn.transaction()?;
@@ -279,42 +301,114 @@ fn put_batch(
             Some(p) => (Some(ms(p.start)), Some(ms(p.end))),
             None => (None, None),
         };
-        let latest = tx
-                .query_row(
-                    &format!("SELECT {POINT_COLUMNS} FROM points WHERE series_id = ?1 ORDER BY at_ms DESC LIMIT 1"),
-                    [id],
-                    row_point,
-                )
-                .optional()?;
+        let latest = match latest_points.get(&id) {
+            Some(hit) => Some(hit.clone()),
+            None => tx
+                .prepare_cached(&format!(
+                    "SELECT {POINT_COLUMNS} FROM points WHERE series_id = ?1 ORDER BY at_ms DESC LIMIT 1"
+                ))?
+                .query_row([id], row_point)
+                .optional()?,
+        };
         if let Some((l_at, l_seen, l_ps, l_pe, l_value)) = latest {
             let same = l_value == value && l_ps == ps && l_pe == pe;
             if same && at >= l_at && at <= l_seen {
                 stats.unchanged += 1;
+                latest_points.insert(id, (l_at, l_seen, l_ps, l_pe, l_value));
                 continue;
             }
             // Traffic samples each describe their own step: never merged into a run.
             if same && at > l_seen && obs.kind != ObservationKind::Traffic {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE points SET last_seen_ms = ?1 WHERE series_id = ?2 AND at_ms = ?3",
-                    params![at, id, l_at],
-                )?;
+                )?
+                .execute(params![at, id, l_at])?;
                 stats.extended += 1;
+                latest_points.insert(id, (l_at, at, l_ps, l_pe, l_value));
                 continue;
+            }
+            match at.cmp(&l_at) {
+                // A backfill or restatement of an older instant: the newest point stays.
+                std::cmp::Ordering::Less => {
+                    latest_points.insert(id, (l_at, l_seen, l_ps, l_pe, l_value));
+                }
+                // A restatement of the newest instant keeps its run (`last_seen`).
+                std::cmp::Ordering::Equal => {
+                    latest_points.insert(id, (l_at, l_seen, ps, pe, value.clone()));
+                }
+                std::cmp::Ordering::Greater => {
+                    latest_points.remove(&id);
+                }
             }
         }
         // A value for an instant already stored is a restatement by the API: it replaces.
-        tx.execute(
-                "INSERT INTO points (series_id, at_ms, last_seen_ms, period_start_ms, period_end_ms, value)
-                 VALUES (?1, ?2, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (series_id, at_ms) DO UPDATE SET
-                   value = excluded.value, period_start_ms = excluded.period_start_ms,
-                   period_end_ms = excluded.period_end_ms",
-                params![id, at, ps, pe, value],
-            )?;
+        tx.prepare_cached(
+            "INSERT INTO points (series_id, at_ms, last_seen_ms, period_start_ms, period_end_ms, value)
+             VALUES (?1, ?2, ?2, ?3, ?4, ?5)
+             ON CONFLICT (series_id, at_ms) DO UPDATE SET
+               value = excluded.value, period_start_ms = excluded.period_start_ms,
+               period_end_ms = excluded.period_end_ms",
+        )?
+        .execute(params![id, at, ps, pe, value.clone()])?;
         stats.inserted += 1;
+        latest_points.entry(id).or_insert((at, at, ps, pe, value));
     }
     tx.commit()?;
     Ok(stats)
+}
+
+/// `AND ...` conditions on the series table (aliased `s`) for a filter, and their arguments.
+/// Only the conditions given, so SQLite can use the (account, metric) and (source, metric)
+/// indexes instead of scanning every series.
+fn series_conditions(filter: &SeriesFilter) -> (String, Vec<&dyn rusqlite::ToSql>) {
+    let mut sql = String::new();
+    let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    if let Some(source) = &filter.source {
+        sql.push_str(" AND s.source = ?");
+        args.push(source);
+    }
+    if let Some(metric) = &filter.metric {
+        sql.push_str(" AND s.metric = ?");
+        args.push(metric);
+    }
+    if !filter.accounts.is_empty() {
+        sql.push_str(" AND s.account IN (");
+        sql.push_str(&vec!["?"; filter.accounts.len()].join(","));
+        sql.push(')');
+        args.extend(filter.accounts.iter().map(|a| a as &dyn rusqlite::ToSql));
+    }
+    (sql, args)
+}
+
+/// A `series` row as read: source, account, metric, labels, kind, unit.
+type RawSeries = (String, String, String, String, String, String);
+
+fn raw_series(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawSeries> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn to_series_meta(raw: RawSeries) -> Result<SeriesMeta, StoreError> {
+    let (source, account, metric, labels, kind, unit) = raw;
+    let labels: BTreeMap<String, String> =
+        serde_json::from_str(&labels).map_err(|e| corrupt("series", format!("labels: {e}")))?;
+    Ok(SeriesMeta {
+        key: SeriesKey {
+            source,
+            account,
+            metric,
+            labels,
+        },
+        kind: ObservationKind::parse(&kind)
+            .ok_or_else(|| corrupt("series", format!("kind {kind:?}")))?,
+        unit: Unit::decode(&unit).ok_or_else(|| corrupt("series", format!("unit {unit:?}")))?,
+    })
 }
 
 const POINT_COLUMNS: &str = "at_ms, last_seen_ms, period_start_ms, period_end_ms, value";
@@ -322,67 +416,102 @@ const POINT_COLUMNS: &str = "at_ms, last_seen_ms, period_start_ms, period_end_ms
 impl Store for SqliteStore {
     fn put_observations(&self, observations: &[Observation]) -> Result<PutStats, StoreError> {
         let mut inner = self.lock()?;
-        let Inner { conn, series_ids } = &mut *inner;
-        let result = put_batch(conn, series_ids, observations);
+        let Inner {
+            conn,
+            series_ids,
+            latest,
+        } = &mut *inner;
+        let result = put_batch(conn, series_ids, latest, observations);
         if result.is_err() {
-            // The transaction rolled back: ids cached during it may not exist.
+            // The transaction rolled back: ids and points cached during it may not exist.
             series_ids.clear();
+            latest.clear();
         }
         result
     }
 
     fn list_series(&self, filter: &SeriesFilter) -> Result<Vec<SeriesMeta>, StoreError> {
         let inner = self.lock()?;
-        // Only the conditions given, so SQLite can use the (account, metric) and
-        // (source, metric) indexes instead of scanning every series.
-        let mut sql =
-            String::from("SELECT source, account, metric, labels, kind, unit FROM series WHERE 1");
-        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::new();
-        if let Some(source) = &filter.source {
-            sql.push_str(" AND source = ?");
-            args.push(source);
+        let (conditions, args) = series_conditions(filter);
+        let mut stmt = inner.conn.prepare_cached(&format!(
+            "SELECT source, account, metric, labels, kind, unit FROM series s WHERE 1{conditions}
+             ORDER BY canonical"
+        ))?;
+        let rows = stmt.query_map(args.as_slice(), raw_series)?;
+        rows.map(|row| to_series_meta(row?)).collect()
+    }
+
+    fn series_points(
+        &self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
+    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
+        let inner = self.lock()?;
+        let (conditions, mut args) = series_conditions(filter);
+        let (from, to) = (ms(from), ms(to));
+        // The anchor is the newest point before `from` (one PK probe per series); a series
+        // with no points in range still comes back, with none, as `list_series` lists it.
+        let lower = if anchored {
+            "COALESCE((SELECT MAX(at_ms) FROM points WHERE series_id = s.id AND at_ms < ?), ?)"
+        } else {
+            "?"
+        };
+        let sql = format!(
+            "SELECT s.id, s.canonical, s.source, s.account, s.metric, s.labels, s.kind, s.unit,
+                    p.at_ms, p.last_seen_ms, p.period_start_ms, p.period_end_ms, p.value
+             FROM series s LEFT JOIN points p
+               ON p.series_id = s.id AND p.at_ms >= {lower} AND p.at_ms <= ?
+             WHERE 1{conditions}"
+        );
+        let mut bounds: Vec<&dyn rusqlite::ToSql> = Vec::new();
+        if anchored {
+            bounds.push(&from);
         }
-        if let Some(metric) = &filter.metric {
-            sql.push_str(" AND metric = ?");
-            args.push(metric);
-        }
-        if !filter.accounts.is_empty() {
-            sql.push_str(" AND account IN (");
-            sql.push_str(&vec!["?"; filter.accounts.len()].join(","));
-            sql.push(')');
-            args.extend(filter.accounts.iter().map(|a| a as &dyn rusqlite::ToSql));
-        }
-        sql.push_str(" ORDER BY canonical");
+        bounds.push(&from);
+        bounds.push(&to);
+        args.splice(0..0, bounds);
         let mut stmt = inner.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(args.as_slice(), |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (source, account, metric, labels, kind, unit) = row?;
-            let labels: BTreeMap<String, String> = serde_json::from_str(&labels)
-                .map_err(|e| corrupt("series", format!("labels: {e}")))?;
-            out.push(SeriesMeta {
-                key: SeriesKey {
-                    source,
-                    account,
-                    metric,
-                    labels,
-                },
-                kind: ObservationKind::parse(&kind)
-                    .ok_or_else(|| corrupt("series", format!("kind {kind:?}")))?,
-                unit: Unit::decode(&unit)
-                    .ok_or_else(|| corrupt("series", format!("unit {unit:?}")))?,
-            });
+        let mut rows = stmt.query(args.as_slice())?;
+        // Rows arrive series by series (the join walks each series' points in key order).
+        let mut out: Vec<(String, SeriesMeta, Vec<Point>)> = Vec::new();
+        let mut index: HashMap<i64, usize> = HashMap::new();
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let slot = match index.get(&id) {
+                Some(&slot) => slot,
+                None => {
+                    let canonical: String = r.get(1)?;
+                    let meta = to_series_meta((
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))?;
+                    out.push((canonical, meta, Vec::new()));
+                    index.insert(id, out.len() - 1);
+                    out.len() - 1
+                }
+            };
+            let at: Option<i64> = r.get(8)?;
+            if let Some(at) = at {
+                let value: String = r.get(12)?;
+                out[slot]
+                    .2
+                    .push(to_point((at, r.get(9)?, r.get(10)?, r.get(11)?, value))?);
+            }
         }
-        Ok(out)
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out
+            .into_iter()
+            .map(|(_, meta, mut points)| {
+                points.sort_by_key(|p| p.at);
+                (meta, points)
+            })
+            .collect())
     }
 
     fn points(
@@ -890,6 +1019,139 @@ mod tests {
             kind: ObservationKind::PeriodToDate,
             unit: Unit::Money(Currency::new("USD").unwrap()),
         }
+    }
+
+    /// The one-query read a rule makes agrees with the per-series reads it replaces: the
+    /// anchor before `from`, points in range, series without points in range, account and
+    /// metric filters, and `list_series` order.
+    #[test]
+    fn series_points_agrees_with_reading_series_one_by_one() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut batch = Vec::new();
+        for (account, values) in [
+            ("020-3", &["1", "2", "3", "4"][..]),
+            ("020-1", &["5", "6", "7", "8"][..]),
+            ("020-2", &["9"][..]),
+        ] {
+            for (h, v) in values.iter().enumerate() {
+                let mut o = obs(&format!("2026-11-02T0{h}:00:00Z"), v);
+                o.key.account = account.into();
+                batch.push(o);
+            }
+        }
+        let mut other = obs("2026-11-02T02:00:00Z", "1");
+        other.key.metric = "other".into();
+        batch.push(other);
+        store.put_observations(&batch).unwrap();
+        let from: Timestamp = "2026-11-02T01:30:00Z".parse().unwrap();
+        let to: Timestamp = "2026-11-02T02:30:00Z".parse().unwrap();
+        for accounts in [vec![], vec!["020-2".to_string(), "020-3".to_string()]] {
+            let filter = SeriesFilter {
+                source: Some("rs".into()),
+                metric: Some("estimated_charges".into()),
+                accounts,
+            };
+            for anchored in [false, true] {
+                let one_by_one: Vec<(SeriesMeta, Vec<Point>)> = store
+                    .list_series(&filter)
+                    .unwrap()
+                    .into_iter()
+                    .map(|meta| {
+                        let mut points = Vec::new();
+                        if anchored {
+                            points.extend(store.point_before(&meta.key, from).unwrap());
+                        }
+                        points.extend(store.points(&meta.key, from, to).unwrap());
+                        (meta, points)
+                    })
+                    .collect();
+                let batched = store.series_points(&filter, from, to, anchored).unwrap();
+                assert_eq!(batched, one_by_one, "anchored {anchored} {filter:?}");
+            }
+        }
+        let all = SeriesFilter {
+            source: Some("rs".into()),
+            metric: Some("estimated_charges".into()),
+            accounts: vec![],
+        };
+        let batched = store.series_points(&all, from, to, true).unwrap();
+        let accounts: Vec<&str> = batched
+            .iter()
+            .map(|(m, _)| m.key.account.as_str())
+            .collect();
+        assert_eq!(accounts, ["020-1", "020-2", "020-3"]);
+        // 020-1: anchor at 01:00 and the point at 02:00; 020-2: only its anchor at 00:00.
+        let values: Vec<Vec<String>> = batched
+            .iter()
+            .map(|(_, p)| p.iter().map(|p| p.value.to_string()).collect())
+            .collect();
+        assert_eq!(values, [vec!["6", "7"], vec!["9"], vec!["2", "3"]]);
+        let unanchored = store.series_points(&all, from, to, false).unwrap();
+        assert!(unanchored[1].1.is_empty(), "{unanchored:?}");
+    }
+
+    /// A restated newest value keeps its run: a later poll inside the run with the new value
+    /// is already known.
+    #[test]
+    fn a_restated_run_keeps_its_last_seen() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        for (at, value) in [("00", "10"), ("02", "10"), ("00", "11")] {
+            store
+                .put_observations(&[obs(&format!("2026-11-02T{at}:00:00Z"), value)])
+                .unwrap();
+        }
+        let stats = store
+            .put_observations(&[obs("2026-11-02T01:00:00Z", "11")])
+            .unwrap();
+        assert_eq!(stats.unchanged, 1, "{stats:?}");
+        let p = store
+            .latest_point(&obs("2026-11-02T00:00:00Z", "1").key)
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.last_seen, "2026-11-02T02:00:00Z".parse().unwrap());
+        assert_eq!(p.value, Decimal::from(11));
+    }
+
+    /// The newest-point cache never changes what is stored: random re-polls, runs,
+    /// restatements and out-of-order backfills give the same points and the same counts as
+    /// a store that reads every newest point back from SQLite.
+    #[test]
+    fn the_newest_point_cache_stores_what_reading_back_stores() {
+        let cached = SqliteStore::open_in_memory().unwrap();
+        let uncached = SqliteStore::open_in_memory().unwrap();
+        let mut seed: u64 = 0x5EED;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..2_000 {
+            let mut batch = Vec::new();
+            for _ in 0..1 + next(4) {
+                // Few instants and values, so runs, restatements and backfills collide often.
+                let hour = next(5);
+                let mut o = obs(
+                    &format!("2026-11-02T{hour:02}:00:00Z"),
+                    &format!("{}", 10 + next(2)),
+                );
+                o.key.account = format!("020-{}", next(2));
+                batch.push(o);
+            }
+            let a = cached.put_observations(&batch).unwrap();
+            uncached.forget_caches();
+            let b = uncached.put_observations(&batch).unwrap();
+            assert_eq!(a, b, "{batch:?}");
+        }
+        let all = SeriesFilter::default();
+        let (from, to) = (
+            Timestamp::UNIX_EPOCH,
+            "2027-01-01T00:00:00Z".parse().unwrap(),
+        );
+        assert_eq!(
+            cached.series_points(&all, from, to, false).unwrap(),
+            uncached.series_points(&all, from, to, false).unwrap()
+        );
     }
 
     #[test]
