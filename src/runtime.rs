@@ -336,7 +336,7 @@ async fn poll_loop(
                     &shared.metrics,
                 )
                 .await;
-                shared.record(source.name(), polled);
+                off_the_runtime(|| shared.record(source.name(), polled));
             });
         }
         tokio::select! {
@@ -350,6 +350,16 @@ async fn poll_loop(
         if sleep_or_stop(&shared.clock, jittered(source.interval()), &mut shutdown).await {
             return;
         }
+    }
+}
+
+/// Runs store-bound work (a poll's write, an evaluation cycle: seconds at 200k series)
+/// without stalling the other tasks of a multi-threaded runtime — the HTTP server answering
+/// scrapes, the other pollers. A current-thread runtime (unit tests) runs it in place.
+fn off_the_runtime<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
@@ -385,14 +395,18 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
     let _participant = clock.participate();
     loop {
         let at = clock.now();
-        let evaluation = evaluator.evaluate(store.as_ref(), at, metrics);
+        let (evaluation, applied) = off_the_runtime(|| {
+            let evaluation = evaluator.evaluate(store.as_ref(), at, metrics);
+            let applied = alerting.apply(
+                &evaluation.transitions,
+                at,
+                Timestamp::now(),
+                store.as_ref(),
+            );
+            (evaluation, applied)
+        });
         totals.evaluations.fetch_add(1, Ordering::Relaxed);
-        match alerting.apply(
-            &evaluation.transitions,
-            at,
-            Timestamp::now(),
-            store.as_ref(),
-        ) {
+        match applied {
             Ok(changes) => {
                 for event in changes {
                     metrics.alert_transition(&event.alert.rule, event.alert.state);
