@@ -26,15 +26,58 @@ pub struct BudgetSample<'a> {
     pub forecast: Option<f64>,
 }
 
+mod data;
+
+/// The data gauges' families; label names sorted, values passed in that order.
+static DATA_FAMILIES: &[data::DataFamily] = &[
+    data::DataFamily {
+        name: "spendwatch_spend_period_to_date",
+        help: "Spend in the current billing period so far, in the account's currency.",
+        labels: &["account", "currency", "source"],
+    },
+    data::DataFamily {
+        name: "spendwatch_spend_last_period",
+        help: "Spend of the most recent closed billing period, in the account's currency.",
+        labels: &["account", "currency", "source"],
+    },
+    data::DataFamily {
+        name: "spendwatch_line_item_spend_period_to_date",
+        help: "Spend per line item in the current billing period so far, in the account's currency.",
+        labels: &["account", "currency", "item", "source"],
+    },
+    data::DataFamily {
+        name: "spendwatch_line_item_spend_last_period",
+        help: "Spend per line item in the most recent closed billing period, in the account's currency.",
+        labels: &["account", "currency", "item", "source"],
+    },
+    data::DataFamily {
+        name: "spendwatch_usage_period_to_date",
+        help: "Usage per line item in the current billing period so far, in the unit named by `unit`.",
+        labels: &["account", "item", "source", "unit"],
+    },
+    data::DataFamily {
+        name: "spendwatch_usage_last_period",
+        help: "Usage per line item in the most recent closed billing period, in the unit named by `unit`.",
+        labels: &["account", "item", "source", "unit"],
+    },
+    data::DataFamily {
+        name: "spendwatch_traffic",
+        help: "Latest traffic value per traffic series, in the unit named by `unit`.",
+        labels: &["account", "series", "source", "unit"],
+    },
+];
+const SPEND_PTD_FAMILY: usize = 0;
+const SPEND_LAST_FAMILY: usize = 1;
+const ITEM_PTD_FAMILY: usize = 2;
+const ITEM_LAST_FAMILY: usize = 3;
+const USAGE_PTD_FAMILY: usize = 4;
+const USAGE_LAST_FAMILY: usize = 5;
+const TRAFFIC_FAMILY: usize = 6;
+
 pub struct Metrics {
     registry: Families,
-    spend_period_to_date: GaugeVec,
-    spend_last_period: GaugeVec,
-    line_item_period_to_date: GaugeVec,
-    line_item_last_period: GaugeVec,
-    usage_period_to_date: GaugeVec,
-    usage_last_period: GaugeVec,
-    traffic: GaugeVec,
+    /// Spend, line-item, usage and traffic gauges: one per stored series.
+    data: data::DataGauges,
     /// Per series: the data time behind each gauge value, so older data never overwrites newer.
     gauge_times: Mutex<HashMap<String, Timestamp>>,
     /// Newest data time per (source, account), for the lag gauge.
@@ -140,6 +183,12 @@ impl Families {
         self.registry
             .register(Box::new(collector.clone()))
             .unwrap_or_else(|e| panic!("register {name}: {e}"));
+        self.document(kind, name, help, labels);
+        collector
+    }
+
+    /// Records a family served outside the registry (the data gauges).
+    fn document(&self, kind: MetricType, name: &str, help: &str, labels: &[&str]) {
         self.docs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -149,7 +198,6 @@ impl Families {
                 help: help.to_string(),
                 labels: labels.iter().map(|l| l.to_string()).collect(),
             });
-        collector
     }
 }
 
@@ -210,49 +258,11 @@ impl Metrics {
         let r = Families::new();
         let poll_buckets = vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
         let fast_buckets = vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        for f in DATA_FAMILIES {
+            r.document(MetricType::Gauge, f.name, f.help, f.labels);
+        }
         let m = Metrics {
-            spend_period_to_date: gauge_vec(
-                &r,
-                "spendwatch_spend_period_to_date",
-                "Spend in the current billing period so far, in the account's currency.",
-                &["source", "account", "currency"],
-            ),
-            spend_last_period: gauge_vec(
-                &r,
-                "spendwatch_spend_last_period",
-                "Spend of the most recent closed billing period, in the account's currency.",
-                &["source", "account", "currency"],
-            ),
-            line_item_period_to_date: gauge_vec(
-                &r,
-                "spendwatch_line_item_spend_period_to_date",
-                "Spend per line item in the current billing period so far, in the account's currency.",
-                &["source", "account", "currency", "item"],
-            ),
-            line_item_last_period: gauge_vec(
-                &r,
-                "spendwatch_line_item_spend_last_period",
-                "Spend per line item in the most recent closed billing period, in the account's currency.",
-                &["source", "account", "currency", "item"],
-            ),
-            usage_period_to_date: gauge_vec(
-                &r,
-                "spendwatch_usage_period_to_date",
-                "Usage per line item in the current billing period so far, in the unit named by `unit`.",
-                &["source", "account", "item", "unit"],
-            ),
-            usage_last_period: gauge_vec(
-                &r,
-                "spendwatch_usage_last_period",
-                "Usage per line item in the most recent closed billing period, in the unit named by `unit`.",
-                &["source", "account", "item", "unit"],
-            ),
-            traffic: gauge_vec(
-                &r,
-                "spendwatch_traffic",
-                "Latest traffic value per traffic series, in the unit named by `unit`.",
-                &["source", "account", "series", "unit"],
-            ),
+            data: data::DataGauges::new(DATA_FAMILIES),
             gauge_times: Mutex::new(HashMap::new()),
             newest_data: Mutex::new(HashMap::new()),
             data_lag: gauge_vec(
@@ -493,7 +503,10 @@ impl Metrics {
         if let Err(e) = TextEncoder::new().encode(&self.registry.registry.gather(), &mut buf) {
             tracing::error!(error = %e, "Encoding metrics failed.");
         }
-        String::from_utf8_lossy(&buf).into_owned()
+        let mut out = String::with_capacity(self.data.estimated_len() + buf.len());
+        self.data.render_into(&mut out);
+        out.push_str(&String::from_utf8_lossy(&buf));
+        out
     }
 
     /// Observations stored from a poll: the newest value of each series becomes a gauge
@@ -518,41 +531,42 @@ impl Metrics {
             let currency = o.unit.currency().map(|c| c.as_str()).unwrap_or("");
             let unit = o.unit.to_string();
             let (source, account) = (key.source.as_str(), key.account.as_str());
+            let item = label(series::LABEL_ITEM);
             match key.metric.as_str() {
                 series::SPEND_PTD => {
-                    self.spend_period_to_date
-                        .with_label_values(&[source, account, currency])
-                        .set(value);
+                    self.data
+                        .set(SPEND_PTD_FAMILY, &[account, currency, source], value);
                     if let Some(p) = o.period {
                         self.billing_period_end
                             .with_label_values(&[source, account])
                             .set(p.end.as_second() as f64);
                     }
                 }
-                series::SPEND_TOTAL => self
-                    .spend_last_period
-                    .with_label_values(&[source, account, currency])
-                    .set(value),
-                series::ITEM_SPEND_PTD => self
-                    .line_item_period_to_date
-                    .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
-                    .set(value),
-                series::ITEM_SPEND_TOTAL => self
-                    .line_item_last_period
-                    .with_label_values(&[source, account, currency, label(series::LABEL_ITEM)])
-                    .set(value),
-                series::USAGE_PTD => self
-                    .usage_period_to_date
-                    .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
-                    .set(value),
-                series::USAGE_TOTAL => self
-                    .usage_last_period
-                    .with_label_values(&[source, account, label(series::LABEL_ITEM), &unit])
-                    .set(value),
-                series::TRAFFIC => self
-                    .traffic
-                    .with_label_values(&[source, account, label("series"), &unit])
-                    .set(value),
+                series::SPEND_TOTAL => {
+                    self.data
+                        .set(SPEND_LAST_FAMILY, &[account, currency, source], value)
+                }
+                series::ITEM_SPEND_PTD => {
+                    self.data
+                        .set(ITEM_PTD_FAMILY, &[account, currency, item, source], value)
+                }
+                series::ITEM_SPEND_TOTAL => {
+                    self.data
+                        .set(ITEM_LAST_FAMILY, &[account, currency, item, source], value)
+                }
+                series::USAGE_PTD => {
+                    self.data
+                        .set(USAGE_PTD_FAMILY, &[account, item, source, &unit], value)
+                }
+                series::USAGE_TOTAL => {
+                    self.data
+                        .set(USAGE_LAST_FAMILY, &[account, item, source, &unit], value)
+                }
+                series::TRAFFIC => self.data.set(
+                    TRAFFIC_FAMILY,
+                    &[account, label("series"), source, &unit],
+                    value,
+                ),
                 _ => {}
             }
             let mut newest = self.newest_data.lock().unwrap_or_else(|p| p.into_inner());

@@ -162,6 +162,7 @@ pub fn evaluate(
         }
     };
 
+    let traffic_index = ratio::Denominators::new(&traffic_groups);
     let settings = settings_id(rule);
     let mut saved: HashMap<String, DetectorState> = store
         .detector_states(&rule.meta.name)?
@@ -182,7 +183,7 @@ pub fn evaluate(
                         unit: group.unit.to_string(),
                     });
                 };
-                match ratio::denominator_for(ratio_rule, group, &traffic_groups)? {
+                match traffic_index.for_numerator(ratio_rule, group)? {
                     Ok(traffic) => Watched::UnitCost {
                         ratio: ratio_rule,
                         spend: group,
