@@ -521,7 +521,12 @@ fn median_seconds(case: &Case, budget: Duration) -> f64 {
 }
 
 fn bench(c: &mut Criterion) {
-    let cases = cases();
+    // Criterion's name filter (`cargo bench --bench parsers -- csv`) also limits the summary.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| filter.as_deref().is_none_or(|f| c.name.contains(f)))
+        .collect();
     let mut group = c.benchmark_group("parsers");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(3));
