@@ -226,7 +226,9 @@ fn threescale_invoice(s: &mut String, id: usize, buyer: usize, month: usize, ite
     for i in 0..items {
         threescale_line_item(s, id * 10 + i);
     }
-    s.push_str("</line-items><payment_transactions_count>0</payment_transactions_count></invoice>\n");
+    s.push_str(
+        "</line-items><payment_transactions_count>0</payment_transactions_count></invoice>\n",
+    );
 }
 
 fn threescale_list() -> String {
@@ -350,7 +352,11 @@ struct Case {
 }
 
 impl Case {
-    fn new(name: &'static str, body: impl Into<Vec<u8>>, run: impl Fn(&[u8]) -> usize + 'static) -> Self {
+    fn new(
+        name: &'static str,
+        body: impl Into<Vec<u8>>,
+        run: impl Fn(&[u8]) -> usize + 'static,
+    ) -> Self {
         Case {
             name,
             body: body.into(),
@@ -377,17 +383,21 @@ fn cases() -> Vec<Case> {
     let three_settings_list = three_settings.clone();
     let three_settings_items = three_settings.clone();
     vec![
-        Case::new("rackspace estimated_charges JSON", rackspace_charges(), move |b| {
-            let page: EstimatedChargesResponse = serde_json::from_slice(b).unwrap();
-            rackspace::map::map_estimated_charges(
-                "rackspace",
-                "123456",
-                std::slice::from_ref(&page.estimated_charges),
-                now,
-            )
-            .unwrap()
-            .len()
-        }),
+        Case::new(
+            "rackspace estimated_charges JSON",
+            rackspace_charges(),
+            move |b| {
+                let page: EstimatedChargesResponse = serde_json::from_slice(b).unwrap();
+                rackspace::map::map_estimated_charges(
+                    "rackspace",
+                    "123456",
+                    std::slice::from_ref(&page.estimated_charges),
+                    now,
+                )
+                .unwrap()
+                .len()
+            },
+        ),
         Case::new("sakura bills JSON", sakura_bills(), move |b| {
             let list: BillsResponse = serde_json::from_slice(b).unwrap();
             let bills: Vec<BillData> = list
@@ -544,7 +554,9 @@ fn bench(c: &mut Criterion) {
         summary.push((case.name, case.body.len(), produced, seconds));
     }
     group.finish();
-    println!("\n| parser (parse + map) | body | produced | time | MB/s |\n|---|---:|---:|---:|---:|");
+    println!(
+        "\n| parser (parse + map) | body | produced | time | MB/s |\n|---|---:|---:|---:|---:|"
+    );
     for (name, bytes, produced, seconds) in summary {
         println!(
             "| {name} | {:.2} MB | {produced} | {:.2} ms | {:.0} |",

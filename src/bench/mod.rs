@@ -240,6 +240,9 @@ mod tests {
         assert_eq!(rules, ["budget", "unit-cost", "spend-anomaly"]);
         let table = report.table(&o);
         assert!(table.contains("12 series"), "{table}");
-        assert!(table.contains("| rule `unit-cost`, first / steady | "), "{table}");
+        assert!(
+            table.contains("| rule `unit-cost`, first / steady | "),
+            "{table}"
+        );
     }
 }

@@ -223,7 +223,12 @@ mod tests {
         let start = end - SignedDuration::from_hours(48);
         let mut last = Vec::new();
         for h in 1..=48 {
-            last = hour_batch(&o, h, start + SignedDuration::from_hours(h as i64), &mut cumulative);
+            last = hour_batch(
+                &o,
+                h,
+                start + SignedDuration::from_hours(h as i64),
+                &mut cumulative,
+            );
         }
         let spend = last
             .iter()

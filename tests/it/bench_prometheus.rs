@@ -106,32 +106,40 @@ async fn backfilled_prometheus_computes_the_unit_cost_spendwatch_does() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let world = ["--accounts", "20", "--items", "2", "--days", "9", "--end", END];
+    let world = [
+        "--accounts",
+        "20",
+        "--items",
+        "2",
+        "--days",
+        "9",
+        "--end",
+        END,
+    ];
 
+    let (world_om, rules) = (path("world.om"), path("rules.yml"));
     let export = [
         &["bench"][..],
         &world,
-        &[
-            "--openmetrics",
-            &path("world.om"),
-            "--prometheus-rules",
-            &path("rules.yml"),
-        ],
+        &["--openmetrics", &world_om, "--prometheus-rules", &rules],
     ]
     .concat();
     spendwatch(&export);
-    checked(Command::new(&promtool).args(["check", "rules", &path("rules.yml")]));
+    checked(Command::new(&promtool).args(["check", "rules", &rules]));
     checked(Command::new(&promtool).args([
         "tsdb",
         "create-blocks-from",
         "openmetrics",
-        &path("world.om"),
+        &world_om,
         &path("tsdb"),
     ]));
 
     // The same world in spendwatch's store, and its rule's unit cost of the last whole day.
     let table = spendwatch(&[&["bench"][..], &world, &["--keep", &path("store")]].concat());
-    assert!(table.contains(&format!("{} series", ACCOUNTS * 4)), "{table}");
+    assert!(
+        table.contains(&format!("{} series", ACCOUNTS * 4)),
+        "{table}"
+    );
     let end: Timestamp = END.parse().unwrap();
     let (costs, window_end) = spendwatch_unit_costs(&dir.path().join("store"), end);
     assert_eq!(window_end, end, "the rule judged the day ending at {END}");
@@ -210,5 +218,8 @@ async fn backfilled_prometheus_computes_the_unit_cost_spendwatch_does() {
     }
     // Not trivially equal: the accounts' unit costs differ.
     let first = costs.values().next().copied().unwrap();
-    assert!(costs.values().any(|c| (c - first).abs() > 1e-3), "{costs:?}");
+    assert!(
+        costs.values().any(|c| (c - first).abs() > 1e-3),
+        "{costs:?}"
+    );
 }
