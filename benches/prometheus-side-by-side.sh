@@ -119,6 +119,7 @@ prom_alert=$(jq -r '.rules[] | select(.type == "alerting") | .evaluationTime' <<
 recorded=$(scalar 'count(account:spendwatch_unit_cost_per_1k:1d)')
 alerts=$(scalar 'count(ALERTS{alertname="UnitCostAboveBaseline"})')
 rss=$(metric process_resident_memory_bytes)
+prom_iterations=$(iterations)
 kill "$PROM_PID"; wait "$PROM_PID" 2>/dev/null || true; PROM_PID=
 [[ ${recorded:-0} == "$ACCOUNTS" ]] || { echo "Prometheus recorded ${recorded:-no} unit costs for $ACCOUNTS accounts: it did not see the data"; exit 1; }
 
@@ -133,7 +134,7 @@ echo
 echo "== side by side: $ACCOUNTS accounts × $ITEMS items × $DAYS days = $(( ACCOUNTS * (ITEMS + 2) )) series in each"
 printf '| %s | %s |\n|---|---|\n' measure value
 printf '| Prometheus rule group (record + alert), last evaluation | %.3f s (%s samples out) |\n' "$prom_last" "$prom_samples"
-printf '| Prometheus rule group, mean of all %s evaluations | %s s (%s missed iterations) |\n' "$(iterations)" "$prom_mean" "${prom_missed:-0}"
+printf '| Prometheus rule group, mean of all %s evaluations | %s s (%s missed iterations) |\n' "$prom_iterations" "$prom_mean" "${prom_missed:-0}"
 printf '| of which the recording rule / the alerting rule | %.3f s / %.3f s |\n' "$prom_record" "$prom_alert"
 printf '| Prometheus unit costs recorded / alerts | %s / %s |\n' "$recorded" "${alerts:-0}"
 printf '| Prometheus RSS after the evaluations | %.0f MB |\n' "$(awk -v r="${rss:-0}" 'BEGIN { print r / 1e6 }')"
