@@ -353,27 +353,49 @@ pub fn detect(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn bench(
-    accounts: usize,
-    items: usize,
-    days: u32,
-    keep: Option<PathBuf>,
-    reuse: bool,
-) -> anyhow::Result<ExitCode> {
+pub fn bench(options: crate::bench::BenchOptions) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(
-        accounts > 0 && days >= 8,
+        options.accounts > 0 && options.days >= 8,
         "bench needs at least 1 account and 8 days (the rules learn 7)"
     );
-    let options = crate::bench::BenchOptions {
-        accounts,
-        items,
-        days,
-        dir: keep,
-        reuse,
-    };
+    let days = options.days;
     let report = crate::bench::run(&options, &|day| eprint!("\rgenerated day {day}/{days}"))?;
     eprintln!();
     emit(&report.table(&options))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bench --openmetrics` / `--prometheus-rules`: the same world and unit-cost rule, for
+/// Prometheus.
+pub fn bench_export(
+    options: &crate::bench::BenchOptions,
+    openmetrics: Option<&Path>,
+    rules: Option<&Path>,
+    rule_interval: Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    anyhow::ensure!(options.accounts > 0, "bench needs at least 1 account");
+    if let Some(path) = openmetrics {
+        let end = options.world_end()?;
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        let exported = crate::bench::openmetrics::write_world(options, end, &mut out)
+            .and_then(|e| out.flush().map(|()| e))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "{} series, {} samples ending {end} written to {}",
+            exported.series,
+            exported.samples,
+            path.display()
+        );
+    }
+    if let Some(path) = rules {
+        let interval = format!("{}s", rule_interval.as_secs().max(1));
+        std::fs::write(path, crate::bench::openmetrics::rule_file(&interval))
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("unit-cost rule group written to {}", path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

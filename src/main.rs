@@ -116,6 +116,19 @@ enum Command {
         /// Measure the world a previous `--keep` run left in that directory, skipping ingest.
         #[arg(long, requires = "keep")]
         reuse: bool,
+        /// The world's last hour (RFC 3339, floored to the hour); default: the current hour.
+        #[arg(long)]
+        end: Option<jiff::Timestamp>,
+        /// Instead of measuring, write the world as OpenMetrics text to this file (for
+        /// `promtool tsdb create-blocks-from openmetrics`).
+        #[arg(long)]
+        openmetrics: Option<PathBuf>,
+        /// Instead of measuring, write the unit-cost rule as a Prometheus rule file.
+        #[arg(long)]
+        prometheus_rules: Option<PathBuf>,
+        /// Evaluation interval of the Prometheus rule group.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+        rule_interval: Duration,
     },
     /// The whole pipeline against the built-in simulator, with a simulated clock.
     Demo {
@@ -220,7 +233,30 @@ fn main() -> ExitCode {
                 days,
                 keep,
                 reuse,
-            } => cli::bench(accounts, items, days, keep, reuse),
+                end,
+                openmetrics,
+                prometheus_rules,
+                rule_interval,
+            } => {
+                let options = spendwatch::bench::BenchOptions {
+                    accounts,
+                    items,
+                    days,
+                    dir: keep,
+                    reuse,
+                    end,
+                };
+                if openmetrics.is_some() || prometheus_rules.is_some() {
+                    cli::bench_export(
+                        &options,
+                        openmetrics.as_deref(),
+                        prometheus_rules.as_deref(),
+                        rule_interval,
+                    )
+                } else {
+                    cli::bench(options)
+                }
+            }
             Command::Detect {
                 detector,
                 params,

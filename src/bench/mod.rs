@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+pub mod openmetrics;
 mod world;
 pub use world::{config_text, hour_batch};
 
@@ -27,6 +28,22 @@ pub struct BenchOptions {
     /// Measure the world already in `dir` (written by an earlier run with the same size)
     /// instead of writing it again: for profiling evaluation alone.
     pub reuse: bool,
+    /// The world's last hour (floored to the hour); the current hour when `None`.
+    pub end: Option<Timestamp>,
+}
+
+impl BenchOptions {
+    /// The world's last hour, a whole hour: every window the rules judge is complete.
+    pub fn world_end(&self) -> Result<Timestamp, BenchError> {
+        self.end
+            .unwrap_or_else(Timestamp::now)
+            .round(
+                jiff::TimestampRound::new()
+                    .smallest(jiff::Unit::Hour)
+                    .mode(jiff::RoundMode::Floor),
+            )
+            .map_err(|e| BenchError::Config(e.to_string()))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +64,8 @@ pub struct BenchReport {
     pub ingest_seconds: f64,
     pub first_evaluation_seconds: f64,
     pub steady_evaluation_seconds: f64,
+    /// Per rule, in config order: (name, seconds in the first, in the steady evaluation).
+    pub rule_seconds: Vec<(String, f64, f64)>,
     pub transitions: usize,
     pub render_seconds: f64,
     pub render_bytes: usize,
@@ -84,6 +103,12 @@ impl BenchReport {
             "| evaluation, steady (one hour later) | {:.2} s ({} alert instances judged) |",
             self.steady_evaluation_seconds, self.transitions
         );
+        for (rule, first, steady) in &self.rule_seconds {
+            let _ = writeln!(
+                t,
+                "| rule `{rule}`, first / steady | {first:.3} s / {steady:.3} s |"
+            );
+        }
         let _ = writeln!(
             t,
             "| /metrics render | {:.0} ms, {:.1} MB |",
@@ -161,16 +186,9 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     let store = SqliteStore::open(&store_path)?;
     let metrics = Metrics::new();
 
-    // Ends on a whole hour in the past, so every window the rules judge is complete.
     let end = match reused_end {
         Some(end) => end,
-        None => Timestamp::now()
-            .round(
-                jiff::TimestampRound::new()
-                    .smallest(jiff::Unit::Hour)
-                    .mode(jiff::RoundMode::Floor),
-            )
-            .map_err(|e| BenchError::Config(e.to_string()))?,
+        None => o.world_end()?,
     };
     let hours = o.days as usize * 24;
     let start = end - SignedDuration::from_hours(hours as i64);
@@ -211,6 +229,12 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     let started = Instant::now();
     let steady = evaluator.evaluate(&store, end + SignedDuration::from_mins(30), &metrics);
     let steady_evaluation_seconds = started.elapsed().as_secs_f64();
+    let rule_seconds = first
+        .status
+        .iter()
+        .zip(&steady.status)
+        .map(|(f, s)| (f.name.clone(), f.evaluation_seconds, s.evaluation_seconds))
+        .collect();
 
     let started = Instant::now();
     let text = metrics.render();
@@ -226,6 +250,7 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
         ingest_seconds,
         first_evaluation_seconds,
         steady_evaluation_seconds,
+        rule_seconds,
         transitions: steady.transitions.len(),
         render_seconds,
         render_bytes: text.len(),
@@ -248,6 +273,7 @@ mod tests {
             days: 9,
             dir: None,
             reuse: false,
+            end: None,
         };
         let report = run(&o, &|_| {}).unwrap();
         assert_eq!(report.series, 12);
@@ -256,7 +282,13 @@ mod tests {
         assert!(report.render_bytes > 0);
         // budget: 2 levels, ratio and anomaly: 1 each, per account.
         assert_eq!(report.transitions, 3 * 4, "{report:?}");
+        let rules: Vec<&str> = report.rule_seconds.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(rules, ["budget", "unit-cost", "spend-anomaly"]);
         let table = report.table(&o);
         assert!(table.contains("12 series"), "{table}");
+        assert!(
+            table.contains("| rule `unit-cost`, first / steady | "),
+            "{table}"
+        );
     }
 }

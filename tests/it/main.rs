@@ -2,6 +2,7 @@
 
 mod alertmanager;
 mod artifacts;
+mod bench_prometheus;
 mod cli;
 mod deploy;
 mod e2e;

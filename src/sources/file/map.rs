@@ -1,7 +1,7 @@
 //! CSV rows → traffic observations. The whole file is one batch: one bad row rejects it
 //! (with the line number), so a half-written file never stores half its data.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
 
@@ -59,7 +59,8 @@ pub fn parse_csv(settings: &FileSettings, bytes: &[u8]) -> Result<Vec<Observatio
             "{file}: header must be `timestamp,value` or `timestamp,value,labels`, got {expected:?}"
         )));
     }
-    let mut seen = BTreeSet::new();
+    // Hashed: an ordered set compared long, shared-prefix keys and took a third of the time.
+    let mut seen = HashSet::new();
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| PollError::malformed(format!("{file}: {e}")))?;
