@@ -33,7 +33,15 @@ pub fn evaluate(
         metric: Some(METRIC_TOTAL.to_string()),
         accounts: rule.accounts.clone(),
     };
-    let series = store.series_points(&filter, at - LOOKBACK, at, false)?;
+    // A linear forecast looks at its window only: read that (plus the point before it, so
+    // the newest value is known however old), not 70 days of every account every cycle.
+    let series = match rule.forecast {
+        ForecastMethod::Linear => {
+            let window = signed(rule.forecast_window) + SignedDuration::from_hours(24);
+            store.series_points(&filter, at - window.min(LOOKBACK), at, true)?
+        }
+        ForecastMethod::Profile => store.series_points(&filter, at - LOOKBACK, at, false)?,
+    };
     let mut out = Vec::new();
     for (meta, points) in series {
         let currency = match &meta.unit {
