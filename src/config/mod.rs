@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -113,6 +114,15 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub sqlite: Option<RawSqlite>,
+    pub postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// `postgresql://user:password@host:port/dbname?sslmode=...`: holds a password, so a
+    /// secret reference.
+    pub url: SecretRef,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +278,7 @@ pub struct RawBasicAuth {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub store_path: PathBuf,
+    pub store: StoreSettings,
     pub evaluation_interval: Duration,
     /// See [`RawLimits::max_series_per_source`].
     pub max_series_per_source: usize,
@@ -281,6 +291,29 @@ pub struct Config {
     /// Bearer token for the API's write endpoints (silences).
     pub api_token: Option<Secret>,
     pub links: LinksConfig,
+}
+
+/// Where history and alert state live (`[store]`): exactly one backend.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The default: one file next to the config.
+    Sqlite { path: PathBuf },
+    /// Shared by replicas; the URL holds a password and prints as `***`.
+    Postgres { url: Secret },
+}
+
+impl StoreSettings {
+    /// Which store, for logs and `check`: the SQLite path, or the PostgreSQL server and
+    /// database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSettings::Sqlite { path } => format!("sqlite {}", path.display()),
+            StoreSettings::Postgres { url } => match crate::store::postgres_target(url.expose()) {
+                Some(target) => format!("postgres {target}"),
+                None => "postgres".into(),
+            },
+        }
+    }
 }
 
 /// Validated `[links]`: templates are minijinja over the alert's labels, `fingerprint`, `rule`.
@@ -684,14 +717,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         SocketAddr::from(([127, 0, 0, 1], 9750))
     });
 
-    let store_path = match &raw.store.sqlite {
-        Some(s) if s.path.trim().is_empty() => {
-            c.error("store.sqlite.path", "must not be empty");
-            PathBuf::new()
-        }
-        Some(s) => base_dir.join(&s.path),
-        None => base_dir.join("spendwatch.db"),
-    };
+    let store = validate_store(&raw.store, base_dir, &mut c);
 
     let evaluation_interval = c.positive_duration(
         "evaluation.interval",
@@ -852,7 +878,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     if c.errors.is_empty() {
         Ok(Config {
             listen,
-            store_path,
+            store,
             evaluation_interval,
             max_series_per_source,
             sources,
@@ -1050,6 +1076,36 @@ pub fn with_trailing_slash(mut url: url::Url) -> url::Url {
     url
 }
 
+fn validate_store(raw: &RawStore, base_dir: &Path, c: &mut Checker) -> StoreSettings {
+    let sqlite = |c: &mut Checker| match &raw.sqlite {
+        Some(s) if s.path.trim().is_empty() => {
+            c.error("store.sqlite.path", "must not be empty");
+            PathBuf::new()
+        }
+        Some(s) => base_dir.join(&s.path),
+        None => base_dir.join("spendwatch.db"),
+    };
+    match &raw.postgres {
+        None => StoreSettings::Sqlite { path: sqlite(c) },
+        Some(_) if raw.sqlite.is_some() => {
+            c.error("store", "give one of store.sqlite or store.postgres, not both");
+            StoreSettings::Sqlite { path: sqlite(c) }
+        }
+        Some(pg) => {
+            let url = c.secret("store.postgres.url", &pg.url);
+            // Checked here so that `check` catches it; the message never quotes the URL.
+            if !url.expose().is_empty() && postgres::Config::from_str(url.expose()).is_err() {
+                c.error(
+                    "store.postgres.url",
+                    "not a valid PostgreSQL URL (value not shown), e.g. \
+                     postgresql://spendwatch:PASSWORD@db.example:5432/spendwatch",
+                );
+            }
+            StoreSettings::Postgres { url }
+        }
+    }
+}
+
 /// Stands in for a URL that failed validation; `validate` returns errors before any use.
 pub fn placeholder_url() -> url::Url {
     url::Url::parse("http://invalid.invalid/")
@@ -1072,7 +1128,7 @@ impl Config {
             self.sources.len(),
             self.rules.len(),
             self.receivers.len(),
-            self.store_path.display(),
+            self.store.describe(),
             self.listen
         )
     }
