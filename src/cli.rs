@@ -280,7 +280,7 @@ pub fn backtest(
             }
             crate::config::StoreSettings::Postgres { .. } => {
                 anyhow::bail!(
-                    "backtest --from-store reads a SQLite store; this config uses PostgreSQL \
+                    "backtest --from-store reads a SQLite store; this config uses PostgreSQL; \
                      give the history as CSV with --input"
                 )
             }
