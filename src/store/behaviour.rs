@@ -36,10 +36,8 @@ impl Backend {
     pub fn postgres(test: &str) -> Option<Self> {
         let Ok(base) = std::env::var(PG_URL_VAR) else {
             // Straight to stderr: the test harness would swallow `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "{test} on postgres skipped: {PG_URL_VAR} not set"
-            );
+            let note = format!("{test} on postgres skipped: {PG_URL_VAR} not set\n");
+            let _ = std::io::stderr().lock().write_all(note.as_bytes());
             return None;
         };
         static NEXT: AtomicUsize = AtomicUsize::new(0);

@@ -193,6 +193,10 @@ impl PostgresStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
+        // Names its sessions in `pg_stat_activity` unless the URL does.
+        if config.get_application_name().is_none() {
+            config.application_name("spendwatch");
+        }
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(rustls_connector().map_err(fail)?),
@@ -232,7 +236,10 @@ impl PostgresStore {
         };
         match opened {
             Ok(()) => Ok(store),
-            Err(StoreError::Open { reason, .. }) => Err(fail(reason)),
+            Err(StoreError::Open { path, reason }) => Err(StoreError::Open {
+                path,
+                reason: scrub(reason, &redact),
+            }),
             Err(e) => Err(fail(e.to_string())),
         }
     }
@@ -1349,4 +1356,255 @@ impl Store for PostgresStore {
             row.as_ref().map(to_silence).transpose()
         })
     }
+}
+
+/// PostgreSQL-only: connection handling. What every backend does is in `behaviour.rs`.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Currency;
+    use crate::store::behaviour::{Backend, PG_URL_VAR};
+
+    const PASSWORD: &str = "hunter2-pg-secret";
+
+    fn obs(account: &str, at: Timestamp, value: i64) -> Observation {
+        Observation {
+            key: SeriesKey::new("rs", account, "estimated_charges"),
+            at,
+            period: None,
+            value: Decimal::from(value),
+            kind: ObservationKind::PeriodToDate,
+            unit: Unit::Money(Currency::new("USD").unwrap()),
+        }
+    }
+
+    fn url_of(backend: &Backend) -> &str {
+        match backend {
+            Backend::Postgres { url, .. } => url,
+            Backend::Sqlite(_) => unreachable!("a postgres backend"),
+        }
+    }
+
+    /// Neither a malformed URL nor an unreachable server puts the password in the error.
+    #[test]
+    fn errors_never_show_the_password() {
+        for url in [
+            format!("postgresql://spendwatch:{PASSWORD}@127.0.0.1:1/spendwatch?connect_timeout=5"),
+            format!("postgresql://spendwatch:{PASSWORD}@127.0.0.1:notaport/spendwatch"),
+            format!("host=127.0.0.1 port=1 password={PASSWORD} connect_timeout=5"),
+            format!("postgresql://spendwatch:{PASSWORD}@127.0.0.1:1/db?sslmode=bogus"),
+        ] {
+            let err = PostgresStore::open(&url).err().expect("cannot open");
+            let text = format!("{err} {err:?}");
+            assert!(!text.contains(PASSWORD), "{text}");
+            assert!(text.contains("postgres"), "{text}");
+        }
+        let refused = PostgresStore::open(&format!(
+            "postgresql://spendwatch:{PASSWORD}@127.0.0.1:1/spendwatch"
+        ))
+        .err()
+        .expect("nothing listens on port 1")
+        .to_string();
+        assert!(refused.contains("127.0.0.1:1/spendwatch"), "{refused}");
+    }
+
+    #[test]
+    fn a_wrong_password_is_refused_without_echo() {
+        let Some(backend) = Backend::postgres("wrong_password") else {
+            return;
+        };
+        let mut config = postgres::Config::from_str(url_of(&backend)).unwrap();
+        config.password(PASSWORD);
+        let Some(Host::Tcp(host)) = config.get_hosts().first().cloned() else {
+            return;
+        };
+        let url = format!(
+            "postgresql://{}:{PASSWORD}@{host}:{}/{}?sslmode=disable",
+            config.get_user().unwrap_or("postgres"),
+            config.get_ports().first().copied().unwrap_or(5432),
+            config.get_dbname().unwrap_or("postgres"),
+        );
+        let err = PostgresStore::open(&url).err().expect("wrong password");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("password authentication failed"), "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+
+    use postgres::config::Host;
+
+    /// Replicas starting together: one migrates, the others wait for it and find the schema
+    /// current, and all of them can write.
+    #[test]
+    fn stores_opened_at_once_migrate_once() {
+        let Some(backend) = Backend::postgres("migrate_once") else {
+            return;
+        };
+        let url = url_of(&backend).to_string();
+        let stores: Vec<PostgresStore> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| PostgresStore::open(&url).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let at = Timestamp::from_second(1_790_000_000).unwrap();
+        for (i, store) in stores.iter().enumerate() {
+            store
+                .put_observations(&[obs(&format!("020-{i}"), at, 1)])
+                .unwrap();
+        }
+        let mut client = postgres::Client::connect(&url, NoTls).unwrap();
+        let versions: i64 = client
+            .query_one("SELECT COUNT(*) FROM spendwatch_schema_version", &[])
+            .unwrap()
+            .get(0);
+        assert_eq!(versions, MIGRATIONS.len() as i64);
+        assert_eq!(stores[0].series_count("rs").unwrap(), 4);
+    }
+
+    /// Two replicas (an HA pair) writing the same polls at the same moment: the series row
+    /// lock serialises their batches, so for each poll one of them stores it and the other
+    /// finds it already stored, and the history is the one a single writer leaves.
+    #[test]
+    fn concurrent_writers_of_one_series_stay_consistent() {
+        let Some(backend) = Backend::postgres("concurrent_writers") else {
+            return;
+        };
+        let (a, b) = (backend.open(), backend.open());
+        let start = Timestamp::from_second(1_790_000_000).unwrap();
+        let poll = |i: i64| vec![obs("020-1", start + jiff::SignedDuration::from_mins(i), i / 10)];
+        let barrier = std::sync::Barrier::new(2);
+        let totals: Vec<PutStats> = std::thread::scope(|scope| {
+            let handles: Vec<_> = [&a, &b]
+                .into_iter()
+                .map(|store| {
+                    let (barrier, poll) = (&barrier, &poll);
+                    scope.spawn(move || {
+                        let mut total = PutStats::default();
+                        for i in 0..100 {
+                            barrier.wait();
+                            let s = store.put_observations(&poll(i)).unwrap();
+                            total.inserted += s.inserted;
+                            total.extended += s.extended;
+                            total.unchanged += s.unchanged;
+                        }
+                        total
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let sum = |f: fn(&PutStats) -> usize| totals.iter().map(f).sum::<usize>();
+        assert_eq!(
+            (sum(|s| s.inserted), sum(|s| s.extended), sum(|s| s.unchanged)),
+            (10, 90, 100),
+            "{totals:?}"
+        );
+        let points = a
+            .points(&poll(0)[0].key, start, start + jiff::SignedDuration::from_hours(3))
+            .unwrap();
+        // One run per value 0..=9, each from its first minute to its last.
+        let runs: Vec<(i64, i64)> = points
+            .iter()
+            .map(|p| {
+                let minute = |t: Timestamp| t.duration_since(start).as_secs() / 60;
+                (minute(p.at), minute(p.last_seen))
+            })
+            .collect();
+        let expected: Vec<(i64, i64)> = (0..10).map(|v| (v * 10, v * 10 + 9)).collect();
+        assert_eq!(runs, expected);
+    }
+
+    /// The blocking client never runs on the caller's thread, so a tokio worker may call
+    /// the store directly (the sync `postgres` client would panic there).
+    #[test]
+    fn works_when_called_from_async_code() {
+        let Some(backend) = Backend::postgres("from_async") else {
+            return;
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // Opened and used on a worker thread, as the runtime does.
+            let store = backend.open();
+            let at = Timestamp::from_second(1_790_000_000).unwrap();
+            let stats = store.put_observations(&[obs("020-1", at, 5)]).unwrap();
+            assert_eq!(stats.inserted, 1);
+            assert!(store.has_series(&obs("020-1", at, 5).key).unwrap());
+        });
+    }
+
+    /// A dropped connection fails the call in progress with a clear error; the next call
+    /// reconnects.
+    #[test]
+    fn a_broken_connection_is_reopened_on_the_next_call() {
+        let Some(backend) = Backend::postgres("reconnect") else {
+            return;
+        };
+        // Named, so that only this store's connection is ended (tests run in parallel).
+        let url = format!("{}&application_name=sw-reconnect-test", url_of(&backend));
+        let store = PostgresStore::open(&url).unwrap();
+        let at = Timestamp::from_second(1_790_000_000).unwrap();
+        store.put_observations(&[obs("020-1", at, 5)]).unwrap();
+        let mut admin = postgres::Client::connect(url_of(&backend), NoTls).unwrap();
+        let killed: i64 = admin
+            .query_one(
+                "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                  WHERE application_name = 'sw-reconnect-test' AND pid <> pg_backend_pid()) k",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(killed >= 1);
+        let err = store.series_count("rs").unwrap_err().to_string();
+        assert!(err.contains("the next call reconnects"), "{err}");
+        assert_eq!(store.series_count("rs").unwrap(), 1);
+    }
+
+    /// Throughput of one batch of 10,000 new observations (10,000 series) and of the same
+    /// batch polled again, against the SQLite store on a file. Run with
+    /// `cargo test --release --lib put_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn put_throughput() {
+        let backend = Backend::postgres("put_throughput")
+            .unwrap_or_else(|| panic!("{PG_URL_VAR} must be set for this measurement"));
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap();
+        let pg = backend.open();
+        let start = Timestamp::from_second(1_790_000_000).unwrap();
+        let batch = |round: i64, value: i64| -> Vec<Observation> {
+            (0..10_000)
+                .map(|i| {
+                    obs(
+                        &format!("020-{i:05}"),
+                        start + jiff::SignedDuration::from_hours(round),
+                        value + i,
+                    )
+                })
+                .collect()
+        };
+        for (name, store) in [("sqlite", &sqlite as &dyn Store), ("postgres", pg.as_ref())] {
+            for (label, round, value) in [
+                ("new series", 0, 0),
+                ("new points", 1, 1),
+                ("unchanged re-poll", 1, 1),
+                ("runs extended", 2, 1),
+            ] {
+                let observations = batch(round, value);
+                let began = std::time::Instant::now();
+                store.put_observations(&observations).unwrap();
+                let secs = began.elapsed().as_secs_f64();
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "{name:8} {label:18} 10000 obs in {:7.1} ms = {:9.0} obs/s",
+                    secs * 1000.0,
+                    10_000.0 / secs
+                );
+            }
+        }
+    }
+
+    use std::io::Write as _;
 }
