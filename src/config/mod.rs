@@ -1143,6 +1143,54 @@ mod tests {
         validate(raw, Path::new("/tmp"))
     }
 
+    /// `[store.postgres]` with its URL in a file; the test never needs the variable set.
+    fn with_pg_url(url: &str, extra: &str) -> (tempfile::TempDir, Result<Config, Vec<ConfigError>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg-url");
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        let text = format!(
+            "[store.postgres]\nurl = {{ file = {:?} }}\n{extra}",
+            path.display().to_string()
+        );
+        let result = check(&text);
+        (dir, result)
+    }
+
+    #[test]
+    fn the_store_is_sqlite_by_default_and_postgres_when_configured() {
+        let config = check("").unwrap();
+        assert!(
+            matches!(&config.store, StoreSettings::Sqlite { path } if path == Path::new("/tmp/spendwatch.db"))
+        );
+        assert!(config.summary().contains("store sqlite /tmp/spendwatch.db"));
+        let (_dir, config) =
+            with_pg_url("postgresql://sw:hunter2-pg@db.example:5433/spend?sslmode=require", "");
+        let config = config.unwrap();
+        assert!(matches!(config.store, StoreSettings::Postgres { .. }));
+        let summary = config.summary();
+        assert!(summary.contains("store postgres db.example:5433/spend"), "{summary}");
+        assert!(!summary.contains("hunter2"), "{summary}");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn exactly_one_store_and_a_bad_url_is_not_echoed() {
+        let (_dir, both) = with_pg_url(
+            "postgresql://sw:pw@127.0.0.1/spend",
+            "[store.sqlite]\npath = \"s.db\"\n",
+        );
+        let errs = both.unwrap_err();
+        assert!(errs.iter().any(|e| e.to_string().contains("not both")), "{errs:?}");
+        let (_dir, bad) = with_pg_url("postgresql://sw:hunter2-pg@127.0.0.1:notaport/spend", "");
+        let errs = bad.unwrap_err();
+        let text = format!("{errs:?}");
+        assert!(text.contains("store.postgres.url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let unset = check("[store.postgres]\nurl = { env = \"SPENDWATCH_TEST_SURELY_UNSET_PG\" }\n")
+            .unwrap_err();
+        assert!(format!("{unset:?}").contains("SPENDWATCH_TEST_SURELY_UNSET_PG"));
+    }
+
     #[test]
     fn reports_every_bad_field_with_its_path() {
         let errs = check(
