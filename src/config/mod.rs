@@ -1088,7 +1088,10 @@ fn validate_store(raw: &RawStore, base_dir: &Path, c: &mut Checker) -> StoreSett
     match &raw.postgres {
         None => StoreSettings::Sqlite { path: sqlite(c) },
         Some(_) if raw.sqlite.is_some() => {
-            c.error("store", "give one of store.sqlite or store.postgres, not both");
+            c.error(
+                "store",
+                "give one of store.sqlite or store.postgres, not both",
+            );
             StoreSettings::Sqlite { path: sqlite(c) }
         }
         Some(pg) => {
@@ -1144,7 +1147,10 @@ mod tests {
     }
 
     /// `[store.postgres]` with its URL in a file; the test never needs the variable set.
-    fn with_pg_url(url: &str, extra: &str) -> (tempfile::TempDir, Result<Config, Vec<ConfigError>>) {
+    fn with_pg_url(
+        url: &str,
+        extra: &str,
+    ) -> (tempfile::TempDir, Result<Config, Vec<ConfigError>>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pg-url");
         std::fs::write(&path, format!("{url}\n")).unwrap();
@@ -1163,12 +1169,17 @@ mod tests {
             matches!(&config.store, StoreSettings::Sqlite { path } if path == Path::new("/tmp/spendwatch.db"))
         );
         assert!(config.summary().contains("store sqlite /tmp/spendwatch.db"));
-        let (_dir, config) =
-            with_pg_url("postgresql://sw:hunter2-pg@db.example:5433/spend?sslmode=require", "");
+        let (_dir, config) = with_pg_url(
+            "postgresql://sw:hunter2-pg@db.example:5433/spend?sslmode=require",
+            "",
+        );
         let config = config.unwrap();
         assert!(matches!(config.store, StoreSettings::Postgres { .. }));
         let summary = config.summary();
-        assert!(summary.contains("store postgres db.example:5433/spend"), "{summary}");
+        assert!(
+            summary.contains("store postgres db.example:5433/spend"),
+            "{summary}"
+        );
         assert!(!summary.contains("hunter2"), "{summary}");
         assert!(!format!("{config:?}").contains("hunter2"));
     }
@@ -1180,14 +1191,18 @@ mod tests {
             "[store.sqlite]\npath = \"s.db\"\n",
         );
         let errs = both.unwrap_err();
-        assert!(errs.iter().any(|e| e.to_string().contains("not both")), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("not both")),
+            "{errs:?}"
+        );
         let (_dir, bad) = with_pg_url("postgresql://sw:hunter2-pg@127.0.0.1:notaport/spend", "");
         let errs = bad.unwrap_err();
         let text = format!("{errs:?}");
         assert!(text.contains("store.postgres.url"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        let unset = check("[store.postgres]\nurl = { env = \"SPENDWATCH_TEST_SURELY_UNSET_PG\" }\n")
-            .unwrap_err();
+        let unset =
+            check("[store.postgres]\nurl = { env = \"SPENDWATCH_TEST_SURELY_UNSET_PG\" }\n")
+                .unwrap_err();
         assert!(format!("{unset:?}").contains("SPENDWATCH_TEST_SURELY_UNSET_PG"));
     }
 

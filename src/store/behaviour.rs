@@ -252,10 +252,18 @@ fn traffic_samples_are_never_merged(b: &Backend) {
     assert_eq!((stats.inserted, stats.extended), (3, 0));
     assert_eq!(store.put_observations(&batch).unwrap().unchanged, 1);
     let points = store
-        .points(&batch[0].key, Timestamp::UNIX_EPOCH, t("2027-01-01T00:00:00Z"))
+        .points(
+            &batch[0].key,
+            Timestamp::UNIX_EPOCH,
+            t("2027-01-01T00:00:00Z"),
+        )
         .unwrap();
     assert_eq!(points.len(), 3);
-    assert!(points.iter().all(|p| p.at == p.last_seen && p.period.is_none()));
+    assert!(
+        points
+            .iter()
+            .all(|p| p.at == p.last_seen && p.period.is_none())
+    );
 }
 
 /// The one-query read a rule makes agrees with the per-series reads it replaces.
@@ -356,7 +364,11 @@ fn a_random_history_is_stored_as_the_reference_store_stores_it(b: &Backend) {
             batch.push(o);
         }
         let expected = reference.put_observations(&batch).unwrap();
-        assert_eq!(store.put_observations(&batch).unwrap(), expected, "{batch:?}");
+        assert_eq!(
+            store.put_observations(&batch).unwrap(),
+            expected,
+            "{batch:?}"
+        );
     }
     assert_eq!(everything(store.as_ref()), everything(&reference));
 }
@@ -377,7 +389,11 @@ fn values_stay_exact(b: &Backend) {
         .collect();
     store.put_observations(&batch).unwrap();
     let points = store
-        .points(&batch[0].key, Timestamp::UNIX_EPOCH, t("2027-01-01T00:00:00Z"))
+        .points(
+            &batch[0].key,
+            Timestamp::UNIX_EPOCH,
+            t("2027-01-01T00:00:00Z"),
+        )
         .unwrap();
     let stored: Vec<String> = points.iter().map(|p| p.value.to_string()).collect();
     let expected: Vec<String> = values
@@ -452,7 +468,10 @@ fn history_survives_reopen(b: &Backend) {
         store.latest_point(&key).unwrap().unwrap().value,
         Decimal::from(10)
     );
-    assert_eq!(store.list_series(&SeriesFilter::default()).unwrap().len(), 1);
+    assert_eq!(
+        store.list_series(&SeriesFilter::default()).unwrap().len(),
+        1
+    );
     // The run continues from what the first store wrote.
     let stats = store
         .put_observations(&[obs("2026-11-02T01:00:00Z", "10")])
@@ -529,7 +548,10 @@ fn the_outbox_goes_through_its_states(b: &Backend) {
         .unwrap();
     let alerts = store.load_alerts().unwrap();
     assert_eq!(
-        alerts.iter().map(|a| (a.fingerprint.as_str(), a.seq)).collect::<Vec<_>>(),
+        alerts
+            .iter()
+            .map(|a| (a.fingerprint.as_str(), a.seq))
+            .collect::<Vec<_>>(),
         [("fp-a", 1), ("fp-b", 2)],
         "saved alerts are replaced, listed by fingerprint"
     );
@@ -597,15 +619,25 @@ fn the_outbox_goes_through_its_states(b: &Backend) {
         })
         .unwrap();
     let all = store.list_outbox(None, 10).unwrap();
-    let by_key = |k: &str| all.iter().find(|r| r.notification.idempotency_key == k).unwrap();
+    let by_key = |k: &str| {
+        all.iter()
+            .find(|r| r.notification.idempotency_key == k)
+            .unwrap()
+    };
     assert_eq!(by_key("k1").state, RowState::Delivered);
     assert_eq!(by_key("k1").delivered_at, Some(t3));
-    assert_eq!((by_key("k1").attempts, by_key("k1").last_error.clone()), (1, None));
+    assert_eq!(
+        (by_key("k1").attempts, by_key("k1").last_error.clone()),
+        (1, None)
+    );
     assert_eq!(by_key("k2").state, RowState::Pending);
     assert_eq!(by_key("k2").last_error.as_deref(), Some("HTTP 500"));
     assert_eq!(by_key("k3").state, RowState::Dead);
     assert_eq!(by_key("k3").attempts, 1);
-    assert_eq!(keys(&store.list_outbox(Some(RowState::Dead), 10).unwrap()), ["k3"]);
+    assert_eq!(
+        keys(&store.list_outbox(Some(RowState::Dead), 10).unwrap()),
+        ["k3"]
+    );
     assert_eq!(keys(&store.open_outbox(10).unwrap()), ["k2"]);
     let stats = store.outbox_stats().unwrap();
     assert_eq!(
@@ -752,7 +784,10 @@ fn silences_expire(b: &Backend) {
     );
     let now = t("2026-11-02T01:00:00Z");
     let ended = store.expire_silence("s-active", now).unwrap().unwrap();
-    assert_eq!((ended.starts_at, ended.ends_at, ended.updated_at), (active.starts_at, now, now));
+    assert_eq!(
+        (ended.starts_at, ended.ends_at, ended.updated_at),
+        (active.starts_at, now, now)
+    );
     let never = store.expire_silence("s-pending", now).unwrap().unwrap();
     assert_eq!((never.starts_at, never.ends_at), (now, now));
     assert_eq!(store.expire_silence("s-over", now).unwrap().unwrap(), over);

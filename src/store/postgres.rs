@@ -125,6 +125,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce(&mut Session) + Send>;
 
+/// canonical series key → (row id, "kind in unit").
+type SeriesIds = HashMap<String, (i64, String)>;
+
 pub struct PostgresStore {
     jobs: Option<mpsc::Sender<Job>>,
     worker: Option<JoinHandle<()>>,
@@ -466,7 +469,7 @@ fn resolve_series(
     tx: &mut Transaction<'_>,
     cache: &HashMap<String, (i64, String)>,
     observations: &[Observation],
-) -> Result<(Vec<i64>, HashMap<String, (i64, String)>), StoreError> {
+) -> Result<(Vec<i64>, SeriesIds), StoreError> {
     let canonicals: Vec<String> = observations.iter().map(|o| o.key.canonical()).collect();
     let mut known: HashMap<String, (i64, String)> = HashMap::new();
     let missing: Vec<&str> = {
@@ -487,7 +490,10 @@ fn resolve_series(
         )? {
             let kind: String = row.try_get(2)?;
             let unit: String = row.try_get(3)?;
-            known.insert(row.try_get(0)?, (row.try_get(1)?, format!("{kind} in {unit}")));
+            known.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, format!("{kind} in {unit}")),
+            );
         }
         Ok(())
     };
@@ -549,7 +555,10 @@ fn resolve_series(
         for row in created {
             let kind: String = row.try_get(2)?;
             let unit: String = row.try_get(3)?;
-            known.insert(row.try_get(0)?, (row.try_get(1)?, format!("{kind} in {unit}")));
+            known.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, format!("{kind} in {unit}")),
+            );
         }
         // Created meanwhile by another replica: read back, and refuse a different shape.
         let raced: Vec<&str> = canonical
@@ -685,18 +694,19 @@ fn write_points(
     tx: &mut Transaction<'_>,
     touched: HashMap<(i64, i64), Touch>,
 ) -> Result<(), StoreError> {
-    let mut upsert: (Vec<i64>, Vec<i64>, Vec<i64>, Vec<Option<i64>>, Vec<Option<i64>>) =
-        Default::default();
+    // Columns of the upsert: series id, instant, last seen, period start and end.
+    let mut upsert: [Vec<i64>; 3] = Default::default();
+    let mut periods: [Vec<Option<i64>>; 2] = Default::default();
     let mut values: Vec<Decimal> = Vec::new();
     let mut runs: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
     for ((id, at), touch) in touched {
         match touch.value {
             Some((ps, pe, value)) => {
-                upsert.0.push(id);
-                upsert.1.push(at);
-                upsert.2.push(touch.last_seen.unwrap_or(at));
-                upsert.3.push(ps);
-                upsert.4.push(pe);
+                upsert[0].push(id);
+                upsert[1].push(at);
+                upsert[2].push(touch.last_seen.unwrap_or(at));
+                periods[0].push(ps);
+                periods[1].push(pe);
                 values.push(value);
             }
             None => {
@@ -719,7 +729,7 @@ fn write_points(
                value = excluded.value, period_start_ms = excluded.period_start_ms,
                period_end_ms = excluded.period_end_ms,
                last_seen_ms = GREATEST(points.last_seen_ms, excluded.last_seen_ms)",
-            &[&upsert.0, &upsert.1, &upsert.2, &upsert.3, &upsert.4, &values],
+            &[&upsert[0], &upsert[1], &upsert[2], &periods[0], &periods[1], &values],
         )?;
     }
     if !runs.0.is_empty() {
@@ -756,7 +766,9 @@ fn series_conditions(
     (sql, args)
 }
 
-fn params(args: &[Box<dyn postgres::types::ToSql + Sync + Send>]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+fn params(
+    args: &[Box<dyn postgres::types::ToSql + Sync + Send>],
+) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
     args.iter()
         .map(|a| a.as_ref() as &(dyn postgres::types::ToSql + Sync))
         .collect()
@@ -1471,7 +1483,13 @@ mod tests {
         };
         let (a, b) = (backend.open(), backend.open());
         let start = Timestamp::from_second(1_790_000_000).unwrap();
-        let poll = |i: i64| vec![obs("020-1", start + jiff::SignedDuration::from_mins(i), i / 10)];
+        let poll = |i: i64| {
+            vec![obs(
+                "020-1",
+                start + jiff::SignedDuration::from_mins(i),
+                i / 10,
+            )]
+        };
         let barrier = std::sync::Barrier::new(2);
         let totals: Vec<PutStats> = std::thread::scope(|scope| {
             let handles: Vec<_> = [&a, &b]
@@ -1495,12 +1513,20 @@ mod tests {
         });
         let sum = |f: fn(&PutStats) -> usize| totals.iter().map(f).sum::<usize>();
         assert_eq!(
-            (sum(|s| s.inserted), sum(|s| s.extended), sum(|s| s.unchanged)),
+            (
+                sum(|s| s.inserted),
+                sum(|s| s.extended),
+                sum(|s| s.unchanged)
+            ),
             (10, 90, 100),
             "{totals:?}"
         );
         let points = a
-            .points(&poll(0)[0].key, start, start + jiff::SignedDuration::from_hours(3))
+            .points(
+                &poll(0)[0].key,
+                start,
+                start + jiff::SignedDuration::from_hours(3),
+            )
             .unwrap();
         // One run per value 0..=9, each from its first minute to its last.
         let runs: Vec<(i64, i64)> = points
