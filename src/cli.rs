@@ -105,7 +105,7 @@ pub async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, store = %config.store_path.display(), "spendwatch running.");
+    tracing::info!(listen = %listener.local_addr()?, store = %config.store.describe(), "spendwatch running.");
     let runtime = Runtime::open(config, Clock::System).context("opening the store")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -274,7 +274,17 @@ pub fn backtest(
     };
     let temp = tempfile::tempdir().context("creating a temp dir")?;
     let store = if from_store {
-        crate::backtest::copy_store(&config.store_path, temp.path())?
+        match &config.store {
+            crate::config::StoreSettings::Sqlite { path } => {
+                crate::backtest::copy_store(path, temp.path())?
+            }
+            crate::config::StoreSettings::Postgres { .. } => {
+                anyhow::bail!(
+                    "backtest --from-store reads a SQLite store; this config uses PostgreSQL; \
+                     give the history as CSV with --input"
+                )
+            }
+        }
     } else {
         crate::backtest::store_from_inputs(inputs, temp.path())?
     };

@@ -21,7 +21,7 @@ use crate::notify::alertmanager::{self, AlertmanagerSender, Resender};
 use crate::notify::{Dispatcher, RetryPolicy, SendError};
 use crate::server::{self, EvalView, ServerState};
 use crate::sources::{self, BillingSource, PollError, PollResult, poll_target};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -72,7 +72,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn open(config: Config, clock: Clock) -> Result<Self, RuntimeError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store_path)?);
+        let store = store::open(&config.store)?;
         Ok(Runtime {
             config,
             clock,

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
@@ -113,6 +114,15 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub sqlite: Option<RawSqlite>,
+    pub postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    /// `postgresql://user:password@host:port/dbname?sslmode=...`: holds a password, so a
+    /// secret reference.
+    pub url: SecretRef,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +278,7 @@ pub struct RawBasicAuth {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub store_path: PathBuf,
+    pub store: StoreSettings,
     pub evaluation_interval: Duration,
     /// See [`RawLimits::max_series_per_source`].
     pub max_series_per_source: usize,
@@ -281,6 +291,29 @@ pub struct Config {
     /// Bearer token for the API's write endpoints (silences).
     pub api_token: Option<Secret>,
     pub links: LinksConfig,
+}
+
+/// Where history and alert state live (`[store]`): exactly one backend.
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// The default: one file next to the config.
+    Sqlite { path: PathBuf },
+    /// Shared by replicas; the URL holds a password and prints as `***`.
+    Postgres { url: Secret },
+}
+
+impl StoreSettings {
+    /// Which store, for logs and `check`: the SQLite path, or the PostgreSQL server and
+    /// database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            StoreSettings::Sqlite { path } => format!("sqlite {}", path.display()),
+            StoreSettings::Postgres { url } => match crate::store::postgres_target(url.expose()) {
+                Some(target) => format!("postgres {target}"),
+                None => "postgres".into(),
+            },
+        }
+    }
 }
 
 /// Validated `[links]`: templates are minijinja over the alert's labels, `fingerprint`, `rule`.
@@ -684,14 +717,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         SocketAddr::from(([127, 0, 0, 1], 9750))
     });
 
-    let store_path = match &raw.store.sqlite {
-        Some(s) if s.path.trim().is_empty() => {
-            c.error("store.sqlite.path", "must not be empty");
-            PathBuf::new()
-        }
-        Some(s) => base_dir.join(&s.path),
-        None => base_dir.join("spendwatch.db"),
-    };
+    let store = validate_store(&raw.store, base_dir, &mut c);
 
     let evaluation_interval = c.positive_duration(
         "evaluation.interval",
@@ -852,7 +878,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     if c.errors.is_empty() {
         Ok(Config {
             listen,
-            store_path,
+            store,
             evaluation_interval,
             max_series_per_source,
             sources,
@@ -1050,6 +1076,39 @@ pub fn with_trailing_slash(mut url: url::Url) -> url::Url {
     url
 }
 
+fn validate_store(raw: &RawStore, base_dir: &Path, c: &mut Checker) -> StoreSettings {
+    let sqlite = |c: &mut Checker| match &raw.sqlite {
+        Some(s) if s.path.trim().is_empty() => {
+            c.error("store.sqlite.path", "must not be empty");
+            PathBuf::new()
+        }
+        Some(s) => base_dir.join(&s.path),
+        None => base_dir.join("spendwatch.db"),
+    };
+    match &raw.postgres {
+        None => StoreSettings::Sqlite { path: sqlite(c) },
+        Some(_) if raw.sqlite.is_some() => {
+            c.error(
+                "store",
+                "give one of store.sqlite or store.postgres, not both",
+            );
+            StoreSettings::Sqlite { path: sqlite(c) }
+        }
+        Some(pg) => {
+            let url = c.secret("store.postgres.url", &pg.url);
+            // Checked here so that `check` catches it; the message never quotes the URL.
+            if !url.expose().is_empty() && postgres::Config::from_str(url.expose()).is_err() {
+                c.error(
+                    "store.postgres.url",
+                    "not a valid PostgreSQL URL (value not shown), e.g. \
+                     postgresql://spendwatch:PASSWORD@db.example:5432/spendwatch",
+                );
+            }
+            StoreSettings::Postgres { url }
+        }
+    }
+}
+
 /// Stands in for a URL that failed validation; `validate` returns errors before any use.
 pub fn placeholder_url() -> url::Url {
     url::Url::parse("http://invalid.invalid/")
@@ -1072,7 +1131,7 @@ impl Config {
             self.sources.len(),
             self.rules.len(),
             self.receivers.len(),
-            self.store_path.display(),
+            self.store.describe(),
             self.listen
         )
     }
@@ -1085,6 +1144,66 @@ mod tests {
     fn check(text: &str) -> Result<Config, Vec<ConfigError>> {
         let raw = parse_raw(text).map_err(|e| vec![e])?;
         validate(raw, Path::new("/tmp"))
+    }
+
+    /// `[store.postgres]` with its URL in a file; the test never needs the variable set.
+    fn with_pg_url(
+        url: &str,
+        extra: &str,
+    ) -> (tempfile::TempDir, Result<Config, Vec<ConfigError>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg-url");
+        std::fs::write(&path, format!("{url}\n")).unwrap();
+        let text = format!(
+            "[store.postgres]\nurl = {{ file = {:?} }}\n{extra}",
+            path.display().to_string()
+        );
+        let result = check(&text);
+        (dir, result)
+    }
+
+    #[test]
+    fn the_store_is_sqlite_by_default_and_postgres_when_configured() {
+        let config = check("").unwrap();
+        assert!(
+            matches!(&config.store, StoreSettings::Sqlite { path } if path == Path::new("/tmp/spendwatch.db"))
+        );
+        assert!(config.summary().contains("store sqlite /tmp/spendwatch.db"));
+        let (_dir, config) = with_pg_url(
+            "postgresql://sw:hunter2-pg@db.example:5433/spend?sslmode=require",
+            "",
+        );
+        let config = config.unwrap();
+        assert!(matches!(config.store, StoreSettings::Postgres { .. }));
+        let summary = config.summary();
+        assert!(
+            summary.contains("store postgres db.example:5433/spend"),
+            "{summary}"
+        );
+        assert!(!summary.contains("hunter2"), "{summary}");
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn exactly_one_store_and_a_bad_url_is_not_echoed() {
+        let (_dir, both) = with_pg_url(
+            "postgresql://sw:pw@127.0.0.1/spend",
+            "[store.sqlite]\npath = \"s.db\"\n",
+        );
+        let errs = both.unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.to_string().contains("not both")),
+            "{errs:?}"
+        );
+        let (_dir, bad) = with_pg_url("postgresql://sw:hunter2-pg@127.0.0.1:notaport/spend", "");
+        let errs = bad.unwrap_err();
+        let text = format!("{errs:?}");
+        assert!(text.contains("store.postgres.url"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let unset =
+            check("[store.postgres]\nurl = { env = \"SPENDWATCH_TEST_SURELY_UNSET_PG\" }\n")
+                .unwrap_err();
+        assert!(format!("{unset:?}").contains("SPENDWATCH_TEST_SURELY_UNSET_PG"));
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! History of observations, alert state and the notification outbox, behind [`Store`]
 //! so that another backend can follow the embedded SQLite one.
 
+#[cfg(test)]
+mod behaviour;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use postgres::{PostgresStore, postgres_target};
 pub use sqlite::SqliteStore;
+
+use crate::config::StoreSettings;
 
 use crate::model::{
     AlertRecord, DetectorState, Notification, Observation, ObservationKind, Point, SeriesKey, Unit,
@@ -18,6 +25,8 @@ use crate::model::{
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(String),
     #[error("cannot open store at {path}: {reason}")]
     Open { path: String, reason: String },
     #[error(
@@ -32,6 +41,14 @@ pub enum StoreError {
     Corrupt { table: &'static str, reason: String },
     #[error("store lock poisoned")]
     Poisoned,
+}
+
+/// Opens the configured store, creating or migrating its schema.
+pub fn open(settings: &StoreSettings) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match settings {
+        StoreSettings::Sqlite { path } => Arc::new(SqliteStore::open(path)?),
+        StoreSettings::Postgres { url } => Arc::new(PostgresStore::open(url.expose())?),
+    })
 }
 
 /// What a batch of observations changed.

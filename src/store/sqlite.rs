@@ -1002,6 +1002,8 @@ fn to_silence(raw: RawSilence) -> Result<SilenceRow, StoreError> {
     })
 }
 
+/// SQLite-only: the caches and the migrations from older files. What every backend does is
+/// in `behaviour.rs`.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1019,97 +1021,6 @@ mod tests {
             kind: ObservationKind::PeriodToDate,
             unit: Unit::Money(Currency::new("USD").unwrap()),
         }
-    }
-
-    /// The one-query read a rule makes agrees with the per-series reads it replaces: the
-    /// anchor before `from`, points in range, series without points in range, account and
-    /// metric filters, and `list_series` order.
-    #[test]
-    fn series_points_agrees_with_reading_series_one_by_one() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut batch = Vec::new();
-        for (account, values) in [
-            ("020-3", &["1", "2", "3", "4"][..]),
-            ("020-1", &["5", "6", "7", "8"][..]),
-            ("020-2", &["9"][..]),
-        ] {
-            for (h, v) in values.iter().enumerate() {
-                let mut o = obs(&format!("2026-11-02T0{h}:00:00Z"), v);
-                o.key.account = account.into();
-                batch.push(o);
-            }
-        }
-        let mut other = obs("2026-11-02T02:00:00Z", "1");
-        other.key.metric = "other".into();
-        batch.push(other);
-        store.put_observations(&batch).unwrap();
-        let from: Timestamp = "2026-11-02T01:30:00Z".parse().unwrap();
-        let to: Timestamp = "2026-11-02T02:30:00Z".parse().unwrap();
-        for accounts in [vec![], vec!["020-2".to_string(), "020-3".to_string()]] {
-            let filter = SeriesFilter {
-                source: Some("rs".into()),
-                metric: Some("estimated_charges".into()),
-                accounts,
-            };
-            for anchored in [false, true] {
-                let one_by_one: Vec<(SeriesMeta, Vec<Point>)> = store
-                    .list_series(&filter)
-                    .unwrap()
-                    .into_iter()
-                    .map(|meta| {
-                        let mut points = Vec::new();
-                        if anchored {
-                            points.extend(store.point_before(&meta.key, from).unwrap());
-                        }
-                        points.extend(store.points(&meta.key, from, to).unwrap());
-                        (meta, points)
-                    })
-                    .collect();
-                let batched = store.series_points(&filter, from, to, anchored).unwrap();
-                assert_eq!(batched, one_by_one, "anchored {anchored} {filter:?}");
-            }
-        }
-        let all = SeriesFilter {
-            source: Some("rs".into()),
-            metric: Some("estimated_charges".into()),
-            accounts: vec![],
-        };
-        let batched = store.series_points(&all, from, to, true).unwrap();
-        let accounts: Vec<&str> = batched
-            .iter()
-            .map(|(m, _)| m.key.account.as_str())
-            .collect();
-        assert_eq!(accounts, ["020-1", "020-2", "020-3"]);
-        // 020-1: anchor at 01:00 and the point at 02:00; 020-2: only its anchor at 00:00.
-        let values: Vec<Vec<String>> = batched
-            .iter()
-            .map(|(_, p)| p.iter().map(|p| p.value.to_string()).collect())
-            .collect();
-        assert_eq!(values, [vec!["6", "7"], vec!["9"], vec!["2", "3"]]);
-        let unanchored = store.series_points(&all, from, to, false).unwrap();
-        assert!(unanchored[1].1.is_empty(), "{unanchored:?}");
-    }
-
-    /// A restated newest value keeps its run: a later poll inside the run with the new value
-    /// is already known.
-    #[test]
-    fn a_restated_run_keeps_its_last_seen() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        for (at, value) in [("00", "10"), ("02", "10"), ("00", "11")] {
-            store
-                .put_observations(&[obs(&format!("2026-11-02T{at}:00:00Z"), value)])
-                .unwrap();
-        }
-        let stats = store
-            .put_observations(&[obs("2026-11-02T01:00:00Z", "11")])
-            .unwrap();
-        assert_eq!(stats.unchanged, 1, "{stats:?}");
-        let p = store
-            .latest_point(&obs("2026-11-02T00:00:00Z", "1").key)
-            .unwrap()
-            .unwrap();
-        assert_eq!(p.last_seen, "2026-11-02T02:00:00Z".parse().unwrap());
-        assert_eq!(p.value, Decimal::from(11));
     }
 
     /// The newest-point cache never changes what is stored: random re-polls, runs,
@@ -1151,55 +1062,6 @@ mod tests {
         assert_eq!(
             cached.series_points(&all, from, to, false).unwrap(),
             uncached.series_points(&all, from, to, false).unwrap()
-        );
-    }
-
-    #[test]
-    fn repolling_the_same_data_adds_nothing() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let batch = [obs("2026-11-02T00:00:00Z", "10.00")];
-        assert_eq!(store.put_observations(&batch).unwrap().inserted, 1);
-        assert_eq!(store.put_observations(&batch).unwrap().unchanged, 1);
-        // Same value polled later only extends the run.
-        let later = [obs("2026-11-02T01:00:00Z", "10")];
-        assert_eq!(store.put_observations(&later).unwrap().extended, 1);
-        let key = &batch[0].key;
-        let points = store
-            .points(
-                key,
-                Timestamp::UNIX_EPOCH,
-                "2027-01-01T00:00:00Z".parse().unwrap(),
-            )
-            .unwrap();
-        assert_eq!(points.len(), 1);
-        assert_eq!(points[0].last_seen, "2026-11-02T01:00:00Z".parse().unwrap());
-        // A new value is a new point.
-        store
-            .put_observations(&[obs("2026-11-02T02:00:00Z", "12.50")])
-            .unwrap();
-        assert_eq!(
-            store.latest_point(key).unwrap().unwrap().value,
-            Decimal::from_str("12.5").unwrap()
-        );
-    }
-
-    #[test]
-    fn conflicting_kind_is_refused_and_nothing_is_written() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        store
-            .put_observations(&[obs("2026-11-02T00:00:00Z", "10")])
-            .unwrap();
-        let mut bad = obs("2026-11-03T00:00:00Z", "99");
-        bad.kind = ObservationKind::PeriodTotal;
-        let good = obs("2026-11-03T00:00:00Z", "11");
-        assert!(matches!(
-            store.put_observations(&[good.clone(), bad]),
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(
-            store.latest_point(&good.key).unwrap().unwrap().value,
-            Decimal::from(10),
-            "the batch is all or nothing"
         );
     }
 
@@ -1272,28 +1134,6 @@ mod tests {
                 .notification
                 .idempotency_key,
             "old-pending"
-        );
-    }
-
-    #[test]
-    fn history_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.db");
-        {
-            let store = SqliteStore::open(&path).unwrap();
-            store
-                .put_observations(&[obs("2026-11-02T00:00:00Z", "10")])
-                .unwrap();
-        }
-        let store = SqliteStore::open(&path).unwrap();
-        let key = obs("2026-11-02T00:00:00Z", "10").key;
-        assert_eq!(
-            store.latest_point(&key).unwrap().unwrap().value,
-            Decimal::from(10)
-        );
-        assert_eq!(
-            store.list_series(&SeriesFilter::default()).unwrap().len(),
-            1
         );
     }
 }
