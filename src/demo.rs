@@ -17,7 +17,8 @@ use crate::config::Config;
 use crate::model::{AlertState, Clock};
 use crate::notify::RetryPolicy;
 use crate::notify::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
-use crate::runtime::{RunOptions, Runtime};
+use crate::runtime::{RunOptions, Runtime, Totals};
+use crate::store::Store;
 use crate::sim::{self, Sim};
 
 pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:9750";
@@ -31,7 +32,13 @@ pub fn month_start(at: Timestamp) -> anyhow::Result<Timestamp> {
     Ok(date.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp())
 }
 
-fn config_text(sim_addr: SocketAddr, listen: SocketAddr, dir: &std::path::Path) -> String {
+/// `timeout` is every source's per-request timeout.
+fn config_text(
+    sim_addr: SocketAddr,
+    listen: SocketAddr,
+    dir: &std::path::Path,
+    timeout: &str,
+) -> String {
     format!(
         r#"# Written by `spendwatch demo`; the same format `spendwatch run --config` reads.
 [server]
@@ -53,7 +60,7 @@ interval = "1h"
 identity_url = "http://{sim_addr}/v2.0/"
 billing_url = "http://{sim_addr}/v2/"
 page_size = 2
-timeout = "5s"
+timeout = "{timeout}"
 
 [[sources]]
 [sources.prometheus]
@@ -62,6 +69,7 @@ url = "http://{sim_addr}/"
 step = "1h"
 lookback = "6h"
 interval = "1h"
+timeout = "{timeout}"
 queries = [
   {{ name = "requests", query = 'sum by (account) (increase(requests_total[1h]))', unit = "requests" }},
 ]
@@ -74,7 +82,7 @@ access_token_secret = {{ file = "{sakura_secret}" }}
 base_url = "http://{sim_addr}/cloud/zone/is1a/api/"
 interval = "6h"
 months = 1
-timeout = "5s"
+timeout = "{timeout}"
 # The simulator is local and the clock runs fast: pacing at 5/s would span hours of it.
 request_interval = "1ms"
 
@@ -84,7 +92,7 @@ name = "racknap"
 api_key = {{ file = "{key_file}" }}
 base_url = "http://{sim_addr}/v1/"
 interval = "1d"
-timeout = "5s"
+timeout = "{timeout}"
 
 [[sources]]
 [sources.threescale]
@@ -93,7 +101,7 @@ base_url = "http://{sim_addr}/"
 access_token = {{ file = "{threescale_token}" }}
 months = 1
 interval = "6h"
-timeout = "5s"
+timeout = "{timeout}"
 
 # The SAKURA billing doc's alert: spend relative to traffic, not a flat threshold.
 # Spend per 1k requests per JST day against what the account's own history says.
@@ -248,20 +256,64 @@ fn print_event(e: &AlertEvent) {
     }
 }
 
-pub async fn run(
-    listen: SocketAddr,
-    duration: Option<Duration>,
-    speed: f64,
-    keep: Option<PathBuf>,
-    interrupted: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
+/// The demo's pipeline timings, in real time: the clock runs days per minute.
+pub fn run_options() -> RunOptions {
+    RunOptions {
+        dispatch_interval: Duration::from_millis(200),
+        retry: RetryPolicy {
+            min_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+        },
+    }
+}
+
+/// How to set the stage.
+#[derive(Debug, Clone)]
+pub struct StageOptions {
+    pub listen: SocketAddr,
+    pub speed: f64,
+    pub keep: Option<PathBuf>,
+    /// Every source's per-request timeout.
+    pub source_timeout: Duration,
+}
+
+/// Aborts the simulator's server when dropped.
+struct SimServer(tokio::task::JoinHandle<()>);
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What `demo` and `soak` share: the simulator on a lockstep clock, the generated config in
+/// `dir`, the bound listener and the opened runtime, not yet started.
+pub struct Stage {
+    pub origin: Timestamp,
+    pub clock: Clock,
+    pub sim: Sim,
+    pub sim_addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub listener: tokio::net::TcpListener,
+    pub metrics_addr: SocketAddr,
+    pub runtime: Runtime,
+    _server: SimServer,
+    /// Removed on drop unless `keep` named a directory.
+    _temp: tempfile::TempDir,
+}
+
+/// Starts the simulator, writes the config and its secret files, binds the listener and
+/// opens the store.
+pub async fn stage(options: &StageOptions) -> anyhow::Result<Stage> {
     let origin = month_start(Timestamp::now())?;
-    let clock = Clock::lockstep(origin, speed);
+    let clock = Clock::lockstep(origin, options.speed);
     let sim = Sim::new(clock.clone(), sim::world::demo_world());
     let (sim_addr, sim_task) = sim
         .start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .context("starting the simulator")?;
+    let server = SimServer(sim_task);
 
     // One garbled RackNap answer on the first poll shows the failure path: the poll is
     // counted under `spendwatch_poll_errors_total{reason="malformed"}`, nothing is stored,
@@ -274,7 +326,7 @@ pub async fn run(
     });
 
     let temp = tempfile::tempdir().context("creating a temp dir")?;
-    let dir = match &keep {
+    let dir = match &options.keep {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
             d.clone()
@@ -291,87 +343,45 @@ pub async fn run(
     std::fs::write(dir.join("threescale-token"), sim::threescale::ACCESS_TOKEN)?;
     std::fs::write(dir.join("slack-token"), sim::slack::DEFAULT_BOT_TOKEN)?;
     let config_path = dir.join("spendwatch.toml");
-    std::fs::write(&config_path, config_text(sim_addr, listen, &dir))?;
+    let timeout = humantime::format_duration(options.source_timeout).to_string();
+    std::fs::write(
+        &config_path,
+        config_text(sim_addr, options.listen, &dir, &timeout),
+    )?;
     let config = Config::load(&config_path).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
 
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .with_context(|| {
-            format!("binding {listen} (use --listen 127.0.0.1:0 for any free port)")
+            format!(
+                "binding {} (use --listen 127.0.0.1:0 for any free port)",
+                options.listen
+            )
         })?;
     let metrics_addr = listener.local_addr()?;
-    let days_per_minute = speed * 60.0 / 86_400.0;
-    println!(
-        "spendwatch demo — simulated billing APIs, {days_per_minute:.1} simulated days per real minute"
-    );
-    println!(
-        "  simulated clock starts {}",
-        origin.strftime("%Y-%m-%d %H:%M UTC")
-    );
-    println!("  metrics:   http://{metrics_addr}/metrics");
-    println!(
-        "  simulator: http://{sim_addr}   config: {}",
-        config_path.display()
-    );
-    println!("  sources: Rackspace, SAKURA Cloud, RackNap, 3scale, Prometheus (all simulated)");
-    println!(
-        "  watching: Rackspace 020-1001 against $3,200/month (runaway servers on days 10–12),"
-    );
-    println!(
-        "            SAKURA 000000526782 spend per 1k requests (an extra server on JST days 18–20),"
-    );
-    println!(
-        "            3scale buyers' cost per 1k hits (traffic spikes ×6 on days 12–14: no alert)"
-    );
-    println!("  fault: RackNap garbles its first answer (one failed poll, retried next interval)");
-    match duration {
-        Some(d) => println!("  running for {}\n", humantime::format_duration(d)),
-        None => println!("  running until Ctrl-C\n"),
-    }
-
     let runtime = Runtime::open(config, clock.clone()).context("opening the store")?;
-    let totals = runtime.totals();
-    let store = runtime.store();
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let options = RunOptions {
-        dispatch_interval: Duration::from_millis(200),
-        retry: RetryPolicy {
-            min_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(5),
-        },
-    };
-    let pipeline = tokio::spawn(runtime.run(listener, stop_rx, Some(events_tx), options));
-    let printer = tokio::spawn(async move {
-        while let Some(e) = events_rx.recv().await {
-            print_event(&e);
-        }
-    });
+    Ok(Stage {
+        origin,
+        clock,
+        sim,
+        sim_addr,
+        dir,
+        config_path,
+        listener,
+        metrics_addr,
+        runtime,
+        _server: server,
+        _temp: temp,
+    })
+}
 
-    // The run covers `duration × speed` of simulated time; on a busy machine the lockstep
-    // clock slows down, so that takes longer but shows the same thing.
-    let timer = async {
-        match duration {
-            Some(d) => {
-                let span =
-                    SignedDuration::try_from(d.mul_f64(speed)).unwrap_or(SignedDuration::MAX);
-                clock
-                    .wait_until(origin.saturating_add(span).unwrap_or(Timestamp::MAX))
-                    .await
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = timer => {}
-        _ = interrupted => {}
-    }
-    let ended = clock.now();
-    let _ = stop_tx.send(true);
-    pipeline.await.context("pipeline task")??;
-    let _ = printer.await;
-
-    let elapsed_days = ended.duration_since(origin).as_secs_f64() / 86_400.0;
+/// The end-of-run summary both `demo` and `soak` print.
+pub fn print_summary(
+    sim: &Sim,
+    totals: &Totals,
+    store: &dyn Store,
+    elapsed_days: f64,
+) -> anyhow::Result<()> {
     let delivered = sim.accepted_webhooks();
     let secret = crate::config::Secret::new(WEBHOOK_SECRET);
     let valid = delivered
@@ -422,9 +432,102 @@ pub async fn run(
             .filter(|r| r.status == 200 && r.thread_ts.is_some())
             .count()
     );
+    Ok(())
+}
+
+pub async fn run(
+    listen: SocketAddr,
+    duration: Option<Duration>,
+    speed: f64,
+    keep: Option<PathBuf>,
+    interrupted: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Stage {
+        origin,
+        clock,
+        sim,
+        sim_addr,
+        dir,
+        config_path,
+        listener,
+        metrics_addr,
+        runtime,
+        _server,
+        _temp,
+    } = stage(&StageOptions {
+        listen,
+        speed,
+        keep: keep.clone(),
+        source_timeout: Duration::from_secs(5),
+    })
+    .await?;
+    let days_per_minute = speed * 60.0 / 86_400.0;
+    println!(
+        "spendwatch demo — simulated billing APIs, {days_per_minute:.1} simulated days per real minute"
+    );
+    println!(
+        "  simulated clock starts {}",
+        origin.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    println!("  metrics:   http://{metrics_addr}/metrics");
+    println!(
+        "  simulator: http://{sim_addr}   config: {}",
+        config_path.display()
+    );
+    println!("  sources: Rackspace, SAKURA Cloud, RackNap, 3scale, Prometheus (all simulated)");
+    println!(
+        "  watching: Rackspace 020-1001 against $3,200/month (runaway servers on days 10–12),"
+    );
+    println!(
+        "            SAKURA 000000526782 spend per 1k requests (an extra server on JST days 18–20),"
+    );
+    println!(
+        "            3scale buyers' cost per 1k hits (traffic spikes ×6 on days 12–14: no alert)"
+    );
+    println!("  fault: RackNap garbles its first answer (one failed poll, retried next interval)");
+    match duration {
+        Some(d) => println!("  running for {}\n", humantime::format_duration(d)),
+        None => println!("  running until Ctrl-C\n"),
+    }
+
+    let totals = runtime.totals();
+    let store = runtime.store();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let pipeline = tokio::spawn(runtime.run(listener, stop_rx, Some(events_tx), run_options()));
+    let printer = tokio::spawn(async move {
+        while let Some(e) = events_rx.recv().await {
+            print_event(&e);
+        }
+    });
+
+    // The run covers `duration × speed` of simulated time; on a busy machine the lockstep
+    // clock slows down, so that takes longer but shows the same thing.
+    let timer = async {
+        match duration {
+            Some(d) => {
+                let span =
+                    SignedDuration::try_from(d.mul_f64(speed)).unwrap_or(SignedDuration::MAX);
+                clock
+                    .wait_until(origin.saturating_add(span).unwrap_or(Timestamp::MAX))
+                    .await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = timer => {}
+        _ = interrupted => {}
+    }
+    let ended = clock.now();
+    let _ = stop_tx.send(true);
+    pipeline.await.context("pipeline task")??;
+    let _ = printer.await;
+
+    let elapsed_days = ended.duration_since(origin).as_secs_f64() / 86_400.0;
+    print_summary(&sim, &totals, store.as_ref(), elapsed_days)?;
     if keep.is_some() {
         println!("  store and config kept in {}", dir.display());
     }
-    sim_task.abort();
     Ok(())
 }

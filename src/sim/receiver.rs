@@ -65,6 +65,11 @@ pub async fn set_mode(State(sim): State<Sim>, Json(mode): Json<Mode>) -> StatusC
 }
 
 impl Sim {
+    /// The status the receiver answers from now on; `None` is 200 (as `/_sim/webhook/mode`).
+    pub fn set_webhook_answer(&self, status: Option<u16>) {
+        self.lock().webhooks.answer = status;
+    }
+
     /// Every delivery attempt received, in order.
     pub fn webhook_requests(&self) -> Vec<ReceivedWebhook> {
         self.lock().webhooks.requests.clone()

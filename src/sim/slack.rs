@@ -157,6 +157,15 @@ impl FakeSlack {
         });
     }
 
+    /// Faults queued and not yet served (each counts its remaining requests).
+    pub fn pending_faults(&self) -> u32 {
+        self.lock().faults.iter().map(|f| f.count).sum()
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<SlackRequest> {
         self.lock().requests.clone()
