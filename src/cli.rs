@@ -46,8 +46,7 @@ pub fn init_logging_with(format: LogFormat, default_filter: &str, counts: Option
         LogFormat::Text => fmt.with_filter(filter).boxed(),
         LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
-    let counts =
-        counts.map(|c| c.with_filter(tracing_subscriber::filter::LevelFilter::WARN));
+    let counts = counts.map(|c| c.with_filter(tracing_subscriber::filter::LevelFilter::WARN));
     let _ = tracing_subscriber::registry()
         .with(fmt)
         .with(counts)

@@ -5,21 +5,25 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::alerting::{AlertEvent, Change};
 use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::clock::Participant;
 use crate::model::{AlertState, Clock};
 use crate::notify::RetryPolicy;
 use crate::notify::webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
-use crate::runtime::{RunOptions, Runtime, Totals};
-use crate::store::Store;
+use crate::runtime::{RunOptions, Runtime, RuntimeError, Totals};
 use crate::sim::{self, Sim};
+use crate::store::Store;
 
 pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:9750";
 /// One 30-day month in 60 s.
@@ -275,6 +279,8 @@ pub struct StageOptions {
     pub keep: Option<PathBuf>,
     /// Every source's per-request timeout.
     pub source_timeout: Duration,
+    /// Simulated days after the start of this month at which the clock starts.
+    pub start_day: u32,
 }
 
 /// Aborts the simulator's server when dropped.
@@ -298,6 +304,10 @@ pub struct Stage {
     pub listener: tokio::net::TcpListener,
     pub metrics_addr: SocketAddr,
     pub runtime: Runtime,
+    /// Holds the clock at `origin` until the pipeline runs; see [`Stage::start`].
+    hold: Participant,
+    /// Tasks of the pipeline that join the clock: one poller per source and the evaluator.
+    pipeline_participants: usize,
     _server: SimServer,
     /// Removed on drop unless `keep` named a directory.
     _temp: tempfile::TempDir,
@@ -306,8 +316,15 @@ pub struct Stage {
 /// Starts the simulator, writes the config and its secret files, binds the listener and
 /// opens the store.
 pub async fn stage(options: &StageOptions) -> anyhow::Result<Stage> {
-    let origin = month_start(Timestamp::now())?;
+    let origin = month_start(Timestamp::now())?
+        .checked_add(SignedDuration::from_hours(
+            24 * i64::from(options.start_day),
+        ))
+        .context("--start-day is too far out")?;
     let clock = Clock::lockstep(origin, options.speed);
+    // Without a participant the clock runs free: setting up would cost simulated hours (a
+    // day at soak speeds) before the first poll.
+    let hold = clock.participate();
     let sim = Sim::new(clock.clone(), sim::world::demo_world());
     let (sim_addr, sim_task) = sim
         .start(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -359,6 +376,7 @@ pub async fn stage(options: &StageOptions) -> anyhow::Result<Stage> {
             )
         })?;
     let metrics_addr = listener.local_addr()?;
+    let pipeline_participants = config.sources.len() + 1;
     let runtime = Runtime::open(config, clock.clone()).context("opening the store")?;
     Ok(Stage {
         origin,
@@ -370,9 +388,70 @@ pub async fn stage(options: &StageOptions) -> anyhow::Result<Stage> {
         listener,
         metrics_addr,
         runtime,
+        hold,
+        pipeline_participants,
         _server: server,
         _temp: temp,
     })
+}
+
+impl Stage {
+    /// Starts the pipeline and lets the clock go once its pollers and evaluator have joined
+    /// it (or after a few seconds, whatever they do).
+    pub async fn start(
+        self,
+        events: Option<mpsc::UnboundedSender<AlertEvent>>,
+    ) -> (Started, JoinHandle<Result<(), RuntimeError>>) {
+        let (stop, stop_rx) = watch::channel(false);
+        let totals = self.runtime.totals();
+        let store = self.runtime.store();
+        let metrics = self.runtime.metrics();
+        let pipeline =
+            tokio::spawn(
+                self.runtime
+                    .run(self.listener, stop_rx, events, run_options()),
+            );
+        // The hold, and every pipeline task.
+        let joined = 1 + self.pipeline_participants;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while self.clock.participants() < joined && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(self.hold);
+        let started = Started {
+            origin: self.origin,
+            clock: self.clock,
+            sim: self.sim,
+            sim_addr: self.sim_addr,
+            dir: self.dir,
+            config_path: self.config_path,
+            metrics_addr: self.metrics_addr,
+            totals,
+            store,
+            metrics,
+            stop,
+            _server: self._server,
+            _temp: self._temp,
+        };
+        (started, pipeline)
+    }
+}
+
+/// A stage whose pipeline runs; `stop` ends it.
+pub struct Started {
+    pub origin: Timestamp,
+    pub clock: Clock,
+    pub sim: Sim,
+    pub sim_addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub metrics_addr: SocketAddr,
+    pub totals: Arc<Totals>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub stop: watch::Sender<bool>,
+    _server: SimServer,
+    _temp: tempfile::TempDir,
 }
 
 /// The end-of-run summary both `demo` and `soak` print.
@@ -442,23 +521,12 @@ pub async fn run(
     keep: Option<PathBuf>,
     interrupted: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let Stage {
-        origin,
-        clock,
-        sim,
-        sim_addr,
-        dir,
-        config_path,
-        listener,
-        metrics_addr,
-        runtime,
-        _server,
-        _temp,
-    } = stage(&StageOptions {
+    let stage = stage(&StageOptions {
         listen,
         speed,
         keep: keep.clone(),
         source_timeout: Duration::from_secs(5),
+        start_day: 0,
     })
     .await?;
     let days_per_minute = speed * 60.0 / 86_400.0;
@@ -467,12 +535,13 @@ pub async fn run(
     );
     println!(
         "  simulated clock starts {}",
-        origin.strftime("%Y-%m-%d %H:%M UTC")
+        stage.origin.strftime("%Y-%m-%d %H:%M UTC")
     );
-    println!("  metrics:   http://{metrics_addr}/metrics");
+    println!("  metrics:   http://{}/metrics", stage.metrics_addr);
     println!(
-        "  simulator: http://{sim_addr}   config: {}",
-        config_path.display()
+        "  simulator: http://{}   config: {}",
+        stage.sim_addr,
+        stage.config_path.display()
     );
     println!("  sources: Rackspace, SAKURA Cloud, RackNap, 3scale, Prometheus (all simulated)");
     println!(
@@ -490,11 +559,8 @@ pub async fn run(
         None => println!("  running until Ctrl-C\n"),
     }
 
-    let totals = runtime.totals();
-    let store = runtime.store();
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-    let pipeline = tokio::spawn(runtime.run(listener, stop_rx, Some(events_tx), run_options()));
+    let (run, pipeline) = stage.start(Some(events_tx)).await;
     let printer = tokio::spawn(async move {
         while let Some(e) = events_rx.recv().await {
             print_event(&e);
@@ -508,8 +574,8 @@ pub async fn run(
             Some(d) => {
                 let span =
                     SignedDuration::try_from(d.mul_f64(speed)).unwrap_or(SignedDuration::MAX);
-                clock
-                    .wait_until(origin.saturating_add(span).unwrap_or(Timestamp::MAX))
+                run.clock
+                    .wait_until(run.origin.saturating_add(span).unwrap_or(Timestamp::MAX))
                     .await
             }
             None => std::future::pending().await,
@@ -519,15 +585,15 @@ pub async fn run(
         _ = timer => {}
         _ = interrupted => {}
     }
-    let ended = clock.now();
-    let _ = stop_tx.send(true);
+    let ended = run.clock.now();
+    let _ = run.stop.send(true);
     pipeline.await.context("pipeline task")??;
     let _ = printer.await;
 
-    let elapsed_days = ended.duration_since(origin).as_secs_f64() / 86_400.0;
-    print_summary(&sim, &totals, store.as_ref(), elapsed_days)?;
+    let elapsed_days = ended.duration_since(run.origin).as_secs_f64() / 86_400.0;
+    print_summary(&run.sim, &run.totals, run.store.as_ref(), elapsed_days)?;
     if keep.is_some() {
-        println!("  store and config kept in {}", dir.display());
+        println!("  store and config kept in {}", run.dir.display());
     }
     Ok(())
 }

@@ -137,6 +137,9 @@ enum Command {
         /// Simulated days to run.
         #[arg(long, default_value_t = 90)]
         days: u32,
+        /// Start the simulated clock this many days into the month (day 10 starts an incident).
+        #[arg(long, default_value_t = 0)]
+        start_day: u32,
         /// Most simulated seconds per real second; the clock also waits for the pipeline.
         #[arg(long, default_value_t = 1_000_000.0)]
         speed: f64,
@@ -300,6 +303,7 @@ fn main() -> ExitCode {
             Command::Soak {
                 listen,
                 days,
+                start_day,
                 speed,
                 fault_rate,
                 no_receiver_faults,
@@ -311,6 +315,7 @@ fn main() -> ExitCode {
                 let options = SoakOptions {
                     listen,
                     days,
+                    start_day,
                     speed,
                     fault_rate,
                     receiver_faults: !no_receiver_faults,

@@ -61,6 +61,8 @@ pub struct SoakOptions {
     pub listen: SocketAddr,
     /// Simulated span.
     pub days: u32,
+    /// Day of the month the simulated clock starts on (0: the first).
+    pub start_day: u32,
     /// Upper bound of simulated seconds per real second (the lockstep clock waits for work).
     pub speed: f64,
     /// Probability of a fault on each data request of each billing API.
@@ -340,7 +342,12 @@ pub fn check_notifications(
         match row.state {
             RowState::Delivered => {
                 check.delivered += 1;
-                if !received.get(&n.receiver).unwrap_or(&empty).keys.contains(&key) {
+                if !received
+                    .get(&n.receiver)
+                    .unwrap_or(&empty)
+                    .keys
+                    .contains(&key)
+                {
                     check.lost.push(key);
                 }
             }
@@ -388,12 +395,15 @@ fn pending_at_stop(
     };
     let mut why = BTreeMap::new();
     for row in rows.iter().filter(|r| r.state == RowState::Pending) {
-        let group = groups.iter().find(|g| {
-            g.receiver == row.notification.receiver && g.settings.key == row.group.key
-        });
+        let group = groups
+            .iter()
+            .find(|g| g.receiver == row.notification.receiver && g.settings.key == row.group.key);
         let reason = match group {
             Some(g) if g.next_attempt.is_some_and(|t| t > now) => "waiting to retry",
-            Some(g) if g.last_sent.is_some_and(|t| after(t, row.group.group_interval_ms) > now) => {
+            Some(g)
+                if g.last_sent
+                    .is_some_and(|t| after(t, row.group.group_interval_ms) > now) =>
+            {
                 "inside group_interval"
             }
             _ if after(row.pending_since, row.group.group_wait_ms) > now => "inside group_wait",
@@ -454,12 +464,13 @@ fn by_two(
     table
 }
 
-fn describe(counts: &BTreeMap<String, u64>) -> String {
-    counts
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+/// ` (a 1, b 2)`, or nothing when empty.
+fn describe<K: std::fmt::Display, V: std::fmt::Display>(counts: &BTreeMap<K, V>) -> String {
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    format!(" ({})", parts.join(", "))
 }
 
 fn mib(kib: u64) -> f64 {
@@ -538,14 +549,18 @@ pub async fn run(
         speed: options.speed,
         keep: options.keep.clone(),
         source_timeout: SOURCE_TIMEOUT,
+        start_day: options.start_day,
     })
     .await?;
-    let (origin, clock, sim) = (stage.origin, stage.clock.clone(), stage.sim.clone());
     println!(
         "spendwatch soak — {} simulated days, faults on {:.0} % of billing API requests, seed {}",
         options.days,
         options.fault_rate * 100.0,
         options.seed
+    );
+    println!(
+        "  simulated clock starts {}",
+        stage.origin.strftime("%Y-%m-%d %H:%M UTC")
     );
     println!("  metrics:   http://{}/metrics", stage.metrics_addr);
     println!(
@@ -562,16 +577,15 @@ pub async fn run(
         }
     );
 
-    sim.set_random_faults(Some(RandomFaults {
+    stage.sim.set_random_faults(Some(RandomFaults {
         rate: options.fault_rate,
         kinds: FaultKind::ALL.to_vec(),
         delay_ms: Some(TIMEOUT_FAULT_DELAY.as_millis() as u64),
         seed: options.seed,
     }));
-    let runtime = stage.runtime;
-    let (totals, store, metrics) = (runtime.totals(), runtime.store(), runtime.metrics());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let pipeline = tokio::spawn(runtime.run(stage.listener, stop_rx, None, demo::run_options()));
+    let (run, pipeline) = stage.start(None).await;
+    let (origin, clock, sim) = (run.origin, run.clock.clone(), run.sim.clone());
+    let (totals, store, metrics) = (run.totals.clone(), run.store.clone(), run.metrics.clone());
     let (faults_stop_tx, faults_stop_rx) = watch::channel(false);
     let outages = options
         .receiver_faults
@@ -608,7 +622,7 @@ pub async fn run(
 
     // Stop the pipeline first (its own last pass runs against whatever the receivers do),
     // then the faults, then account for what is still open and drain it.
-    let _ = stop_tx.send(true);
+    let _ = run.stop.send(true);
     pipeline.await.context("pipeline task")??;
     let run_wall = started.elapsed();
     let _ = faults_stop_tx.send(true);
@@ -627,7 +641,7 @@ pub async fn run(
         .iter()
         .filter(|r| r.state == RowState::Suppressed)
         .count();
-    let passes = drain(&stage.config_path, store.clone()).await?;
+    let passes = drain(&run.config_path, store.clone()).await?;
     let metrics_text = metrics.render();
 
     let rows = store.list_outbox(None, usize::MAX >> 1)?;
@@ -655,7 +669,7 @@ pub async fn run(
     for (api, kinds) in &stats.faults_by_api {
         writeln!(
             out,
-            "    {api}: {} ({})",
+            "    {api}: {}{}",
             kinds.values().sum::<u64>(),
             describe(kinds)
         )?;
@@ -669,7 +683,7 @@ pub async fn run(
             .collect();
         writeln!(
             out,
-            "    {source}: {ok} ok, {} failed ({})",
+            "    {source}: {ok} ok, {} failed{}",
             failed.values().sum::<u64>(),
             describe(&failed)
         )?;
@@ -685,27 +699,25 @@ pub async fn run(
         "receiver",
         "reason",
     ) {
-        writeln!(
-            out,
-            "    failed sends, {receiver}: {}",
-            describe(&reasons)
-        )?;
+        writeln!(out, "    failed sends, {receiver}{}", describe(&reasons))?;
     }
     writeln!(
         out,
-        "  notifications: {} enqueued, {} delivered, {} dead, {} muted; at stop {} pending ({}), {} suppressed",
+        "  notifications: {} enqueued, {} delivered, {} dead, {} muted; when the pipeline stopped {} were pending{} and {} suppressed",
         notifications.enqueued,
         notifications.delivered,
         notifications.dead.values().sum::<usize>(),
         notifications.muted.values().sum::<usize>(),
         why_pending.values().sum::<usize>(),
-        why_pending
-            .iter()
-            .map(|(k, v)| format!("{v} {k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        describe(&why_pending),
         suppressed_at_stop
     )?;
+    if notifications.enqueued == 0 {
+        writeln!(
+            out,
+            "    nothing was enqueued, so nothing could be checked: run longer (incidents start on day 10)"
+        )?;
+    }
     for (reason, n) in &notifications.dead {
         writeln!(out, "    dead ({n}): {reason}")?;
     }
@@ -760,7 +772,7 @@ pub async fn run(
     )?;
     let store_bytes: u64 = ["spendwatch.db", "spendwatch.db-wal"]
         .iter()
-        .filter_map(|f| std::fs::metadata(stage.dir.join(f)).ok())
+        .filter_map(|f| std::fs::metadata(run.dir.join(f)).ok())
         .map(|m| m.len())
         .sum();
     writeln!(out, "  store on disk: {:.1} MiB", store_bytes as f64 / MIB)?;
@@ -785,7 +797,7 @@ pub async fn run(
         if passed { "passed" } else { "FAILED" }
     )?;
     if options.keep.is_some() {
-        writeln!(out, "  store and config kept in {}", stage.dir.display())?;
+        writeln!(out, "  store and config kept in {}", run.dir.display())?;
     }
     crate::cli::emit(&out)?;
     Ok(passed)
@@ -853,7 +865,9 @@ mod tests {
         assert_eq!(check.first.unwrap().day, 7.0);
 
         // A leak of 1 MiB a day fails, and shows as a trend.
-        let leak: Vec<RssSample> = (0..60).map(|d| sample(f64::from(d), 40 + d as u64)).collect();
+        let leak: Vec<RssSample> = (0..60)
+            .map(|d| sample(f64::from(d), 40 + d as u64))
+            .collect();
         let check = check_rss(&leak, 7.0, 20.0);
         assert!(!check.passed);
         assert_eq!(check.growth_mib, 52.0);

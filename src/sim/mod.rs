@@ -126,7 +126,9 @@ impl Sim {
                 if schedule.kinds.is_empty() || !rng.random_bool(schedule.rate.clamp(0.0, 1.0)) {
                     return None;
                 }
-                let kind = *schedule.kinds.get(rng.random_range(0..schedule.kinds.len()))?;
+                let kind = *schedule
+                    .kinds
+                    .get(rng.random_range(0..schedule.kinds.len()))?;
                 FaultRequest {
                     api: api.to_string(),
                     fault: kind,
@@ -281,7 +283,10 @@ mod tests {
         assert_eq!(first.fault, FaultKind::Html, "the queued fault first");
         for _ in 0..5 {
             let drawn = sim.take_fault("sakura").unwrap();
-            assert_eq!((drawn.fault, drawn.delay_ms), (FaultKind::Status503, Some(10)));
+            assert_eq!(
+                (drawn.fault, drawn.delay_ms),
+                (FaultKind::Status503, Some(10))
+            );
         }
         let stats = sim.stats();
         assert_eq!(stats.faults_served, 6);
