@@ -28,7 +28,7 @@ use crate::store::Store;
 pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:9750";
 /// One 30-day month in 60 s.
 pub const DEFAULT_SPEED: f64 = 43_200.0;
-const WEBHOOK_SECRET: &str = "demo-webhook-signing-key";
+pub(crate) const WEBHOOK_SECRET: &str = "demo-webhook-signing-key";
 
 /// Midnight UTC on the first of `at`'s month: where the simulated month begins.
 pub fn month_start(at: Timestamp) -> anyhow::Result<Timestamp> {
@@ -454,7 +454,34 @@ pub struct Started {
     _temp: tempfile::TempDir,
 }
 
-/// The end-of-run summary both `demo` and `soak` print.
+/// The polls, evaluations and alerts of a run (the first lines of the summary).
+pub fn print_pipeline_summary(
+    totals: &Totals,
+    store: &dyn Store,
+    elapsed_days: f64,
+) -> anyhow::Result<()> {
+    let firing = store
+        .load_alerts()?
+        .iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .count();
+    println!("\nsummary after {elapsed_days:.1} simulated days:");
+    println!(
+        "  polls: {} ok, {} failed; evaluations: {}",
+        totals.polls_ok.load(Ordering::Relaxed),
+        totals.polls_failed.load(Ordering::Relaxed),
+        totals.evaluations.load(Ordering::Relaxed)
+    );
+    println!(
+        "  alerts: {} fired, {} resolved, {} firing now",
+        totals.fired.load(Ordering::Relaxed),
+        totals.resolved.load(Ordering::Relaxed),
+        firing
+    );
+    Ok(())
+}
+
+/// The end-of-run summary of `demo`.
 pub fn print_summary(
     sim: &Sim,
     totals: &Totals,
@@ -471,25 +498,8 @@ pub fn print_summary(
             matches!((ts, sig), (Some(ts), Some(sig)) if verify(&secret, ts, w.body.as_bytes(), sig))
         })
         .count();
-    let alerts = store.load_alerts()?;
-    let firing = alerts
-        .iter()
-        .filter(|a| a.state == AlertState::Firing)
-        .count();
+    print_pipeline_summary(totals, store, elapsed_days)?;
     let outbox = store.outbox_stats()?;
-    println!("\nsummary after {elapsed_days:.1} simulated days:");
-    println!(
-        "  polls: {} ok, {} failed; evaluations: {}",
-        totals.polls_ok.load(Ordering::Relaxed),
-        totals.polls_failed.load(Ordering::Relaxed),
-        totals.evaluations.load(Ordering::Relaxed)
-    );
-    println!(
-        "  alerts: {} fired, {} resolved, {} firing now",
-        totals.fired.load(Ordering::Relaxed),
-        totals.resolved.load(Ordering::Relaxed),
-        firing
-    );
     println!(
         "  webhook: {} delivered ({valid} with a valid signature), {} pending in the outbox",
         delivered.len(),

@@ -33,10 +33,13 @@ use tracing::Level;
 use tracing_subscriber::layer::Context as LayerContext;
 
 use crate::config::Config;
+use crate::config::Secret;
 use crate::demo::{self, Stage, StageOptions};
 use crate::model::Clock;
 use crate::notify::Dispatcher;
-use crate::notify::webhook::IDEMPOTENCY_HEADER;
+use crate::notify::webhook::{IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
+use crate::sim::receiver::ReceivedWebhook;
+use crate::sim::slack::SlackRequest;
 use crate::sim::{FaultKind, RandomFaults, Sim};
 use crate::store::{GroupState, OutboxEntry, RowState, Store};
 
@@ -161,6 +164,9 @@ pub struct RssSample {
     /// Simulated days since the start.
     pub day: f64,
     pub rss_kib: u64,
+    /// The anonymous part (heap and stacks; `RssAnon`): what a leak grows. The rest is
+    /// mostly the binary's own pages.
+    pub anon_kib: u64,
     pub wall_seconds: f64,
 }
 
@@ -220,6 +226,8 @@ pub struct Received {
     pub messages: BTreeMap<String, u64>,
     /// Requests refused by an injected failure.
     pub refused: u64,
+    /// Accepted webhooks whose signature verifies.
+    pub valid_signatures: u64,
 }
 
 impl Received {
@@ -229,71 +237,100 @@ impl Received {
     }
 }
 
-/// What the simulator's webhook receiver accepted: a group of one carries its alert's key at
-/// the top level, a larger group each alert's key under `alerts`.
-pub fn received_by_webhook(sim: &Sim) -> Received {
-    let mut received = Received::default();
-    for request in sim.webhook_requests() {
-        if !(200..300).contains(&request.answered) {
-            received.refused += 1;
-            continue;
-        }
-        let header = IDEMPOTENCY_HEADER.to_ascii_lowercase();
-        if let Some(key) = request.headers.get(&header) {
-            *received.messages.entry(key.clone()).or_default() += 1;
-        }
-        let Ok(body) = serde_json::from_str::<serde_json::Value>(&request.body) else {
-            continue;
+impl Received {
+    /// Folds in what the simulator's webhook receiver got: a group of one carries its
+    /// alert's key at the top level, a larger group each alert's key under `alerts`.
+    pub fn add_webhooks(&mut self, requests: &[ReceivedWebhook]) {
+        let secret = Secret::new(demo::WEBHOOK_SECRET);
+        let header = |name: &str| {
+            let name = name.to_ascii_lowercase();
+            move |r: &ReceivedWebhook| r.headers.get(&name).cloned()
         };
-        match body.get("alerts").and_then(|a| a.as_array()) {
-            Some(alerts) => received.keys.extend(
-                alerts
-                    .iter()
-                    .filter_map(|a| a.get("idempotencyKey")?.as_str().map(str::to_string)),
-            ),
-            None => received.keys.extend(
-                body.get("idempotencyKey")
-                    .and_then(|k| k.as_str())
-                    .map(str::to_string),
-            ),
+        let (key_of, timestamp_of, signature_of) = (
+            header(IDEMPOTENCY_HEADER),
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+        );
+        for request in requests {
+            if !(200..300).contains(&request.answered) {
+                self.refused += 1;
+                continue;
+            }
+            if let Some(key) = key_of(request) {
+                *self.messages.entry(key).or_default() += 1;
+            }
+            let timestamp = timestamp_of(request).and_then(|t| t.parse().ok());
+            if let (Some(ts), Some(sig)) = (timestamp, signature_of(request))
+                && verify(&secret, ts, request.body.as_bytes(), &sig)
+            {
+                self.valid_signatures += 1;
+            }
+            let Ok(body) = serde_json::from_str::<serde_json::Value>(&request.body) else {
+                continue;
+            };
+            match body.get("alerts").and_then(|a| a.as_array()) {
+                Some(alerts) => self.keys.extend(
+                    alerts
+                        .iter()
+                        .filter_map(|a| a.get("idempotencyKey")?.as_str().map(str::to_string)),
+                ),
+                None => self.keys.extend(
+                    body.get("idempotencyKey")
+                        .and_then(|k| k.as_str())
+                        .map(str::to_string),
+                ),
+            }
         }
     }
-    received
+
+    /// Folds in what the fake Slack got. Every acknowledged send ends with exactly one
+    /// accepted top-level post or thread reply, so those count the messages; an update that
+    /// was accepted before its reply failed still showed the keys.
+    pub fn add_slack(&mut self, requests: &[SlackRequest]) {
+        for request in requests {
+            if request.status != 200 || request.error.is_some() {
+                self.refused += 1;
+                continue;
+            }
+            let Some(payload) = request
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("event_payload"))
+            else {
+                continue;
+            };
+            let text = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or("");
+            self.keys.extend(
+                text("alert_keys")
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_string),
+            );
+            let completes_a_send = request.method == "chat.postMessage";
+            if completes_a_send && !text("idempotency_key").is_empty() {
+                *self
+                    .messages
+                    .entry(text("idempotency_key").to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
 }
 
-/// What the fake Slack accepted. Every acknowledged send ends with exactly one accepted
-/// top-level post or thread reply, so those count the messages; an update that was accepted
-/// before its reply failed still showed the keys.
-pub fn received_by_slack(sim: &Sim) -> Received {
-    let mut received = Received::default();
-    for request in sim.slack.requests() {
-        if request.status != 200 || request.error.is_some() {
-            received.refused += 1;
-            continue;
-        }
-        let Some(payload) = request
-            .metadata
-            .as_ref()
-            .and_then(|m| m.get("event_payload"))
-        else {
-            continue;
-        };
-        let text = |name: &str| payload.get(name).and_then(|v| v.as_str()).unwrap_or("");
-        received.keys.extend(
-            text("alert_keys")
-                .split(',')
-                .filter(|k| !k.is_empty())
-                .map(str::to_string),
-        );
-        let completes_a_send = request.method == "chat.postMessage";
-        if completes_a_send && !text("idempotency_key").is_empty() {
-            *received
-                .messages
-                .entry(text("idempotency_key").to_string())
-                .or_default() += 1;
-        }
+/// What both receivers acknowledged, folded in as the run goes: the simulator's request logs
+/// are taken (emptied) every simulated day, so the harness's records do not grow with the
+/// run and count against the RSS being checked.
+#[derive(Debug, Default, Clone)]
+pub struct Deliveries {
+    pub webhook: Received,
+    pub slack: Received,
+}
+
+impl Deliveries {
+    pub fn collect(&mut self, sim: &Sim) {
+        self.webhook.add_webhooks(&sim.take_webhook_requests());
+        self.slack.add_slack(&sim.slack.take_requests());
     }
-    received
 }
 
 /// Every outbox row accounted for.
@@ -487,7 +524,8 @@ async fn pause(stop: &mut watch::Receiver<bool>, ms: u64) -> bool {
 
 /// Webhook outages and Slack failures in real time, until `stop`. Returns the outages.
 async fn receiver_faults(sim: Sim, seed: u64, mut stop: watch::Receiver<bool>) -> u64 {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_0f_4ec1);
+    // Its own stream: the request faults draw from `seed` itself.
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed_4ec1);
     let mut outages = 0;
     loop {
         if pause(&mut stop, rng.random_range(2_000..8_000)).await {
@@ -593,14 +631,26 @@ pub async fn run(
 
     // One RSS sample per simulated day (day 0 included); the clock is not held back for it.
     let samples = Arc::new(Mutex::new(Vec::new()));
-    let sampler = tokio::spawn(sample_rss(
-        clock.clone(),
-        origin,
-        options.days,
-        started,
-        samples.clone(),
-        totals.clone(),
-    ));
+    let deliveries = Arc::new(Mutex::new(Deliveries::default()));
+    let sampler = tokio::spawn(
+        Sampler {
+            clock: clock.clone(),
+            origin,
+            days: options.days,
+            started,
+            sim: sim.clone(),
+            deliveries: deliveries.clone(),
+            samples: samples.clone(),
+            totals: totals.clone(),
+        }
+        .run(),
+    );
+    let collect = || {
+        deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .collect(&sim)
+    };
 
     let end = day_at(origin, options.days);
     tokio::select! {
@@ -610,11 +660,13 @@ pub async fn run(
     let ended = clock.now();
     let elapsed_days = ended.duration_since(origin).as_secs_f64() / 86_400.0;
     sampler.abort();
+    collect();
     let mut samples = samples.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(rss_kib) = proc_status_kib("VmRSS") {
         samples.push(RssSample {
             day: elapsed_days,
             rss_kib,
+            anon_kib: proc_status_kib("RssAnon").unwrap_or(0),
             wall_seconds: started.elapsed().as_secs_f64(),
         });
     }
@@ -645,9 +697,12 @@ pub async fn run(
     let metrics_text = metrics.render();
 
     let rows = store.list_outbox(None, usize::MAX >> 1)?;
+    collect();
+    let Deliveries { webhook, slack } =
+        deliveries.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let received = BTreeMap::from([
-        ("ops-webhook".to_string(), received_by_webhook(&sim)),
-        ("oncall-slack".to_string(), received_by_slack(&sim)),
+        ("ops-webhook".to_string(), webhook),
+        ("oncall-slack".to_string(), slack),
     ]);
     let notifications = check_notifications(&rows, &received);
     let rss = check_rss(
@@ -657,7 +712,7 @@ pub async fn run(
     );
     let panics = PANICS.load(Ordering::Relaxed);
 
-    demo::print_summary(&sim, &totals, store.as_ref(), elapsed_days)?;
+    demo::print_pipeline_summary(&totals, store.as_ref(), elapsed_days)?;
     let mut out = String::new();
     writeln!(
         out,
@@ -733,6 +788,13 @@ pub async fn run(
             r.duplicates()
         )?;
     }
+    let webhook = &received["ops-webhook"];
+    let accepted_webhooks: u64 = webhook.messages.values().sum();
+    writeln!(
+        out,
+        "    ops-webhook signatures: {} of {accepted_webhooks} accepted requests verify",
+        webhook.valid_signatures
+    )?;
     writeln!(
         out,
         "  lost: {} (delivered, never received), stuck: {} (pending after the drain), unexplained: {}, unexpected keys: {}, duplicates: {}",
@@ -770,6 +832,20 @@ pub async fn run(
         peak_kib.map_or("-".to_string(), |k| format!("{:.1} MiB", mib(k))),
         samples.len()
     )?;
+    let after_warmup: Vec<&RssSample> = samples
+        .iter()
+        .filter(|s| s.day >= f64::from(options.warmup_days))
+        .collect();
+    if let (Some(first), Some(last)) = (after_warmup.first(), after_warmup.last()) {
+        let max = after_warmup.iter().map(|s| s.anon_kib).max().unwrap_or(0);
+        writeln!(
+            out,
+            "  RssAnon (heap): first after warm-up {:.1} MiB, max {:.1} MiB, last {:.1} MiB",
+            mib(first.anon_kib),
+            mib(max),
+            mib(last.anon_kib)
+        )?;
+    }
     let store_bytes: u64 = ["spendwatch.db", "spendwatch.db-wal"]
         .iter()
         .filter_map(|f| std::fs::metadata(run.dir.join(f)).ok())
@@ -803,39 +879,53 @@ pub async fn run(
     Ok(passed)
 }
 
-async fn sample_rss(
+/// Every simulated day: folds in the receivers' logs, then samples RSS.
+struct Sampler {
     clock: Clock,
     origin: Timestamp,
     days: u32,
     started: Instant,
+    sim: Sim,
+    deliveries: Arc<Mutex<Deliveries>>,
     samples: Arc<Mutex<Vec<RssSample>>>,
     totals: Arc<crate::runtime::Totals>,
-) {
-    for day in 0..days {
-        clock.wait_until(day_at(origin, day)).await;
-        let Some(rss_kib) = proc_status_kib("VmRSS") else {
-            return;
-        };
-        let sample = RssSample {
-            day: clock.now().duration_since(origin).as_secs_f64() / 86_400.0,
-            rss_kib,
-            wall_seconds: started.elapsed().as_secs_f64(),
-        };
-        if day % 7 == 0 {
-            println!(
-                "day {:>4.0}: RSS {:>6.1} MiB, polls {} ok / {} failed, {} fired, {:.0} s",
-                sample.day,
-                mib(rss_kib),
-                totals.polls_ok.load(Ordering::Relaxed),
-                totals.polls_failed.load(Ordering::Relaxed),
-                totals.fired.load(Ordering::Relaxed),
-                sample.wall_seconds
-            );
+}
+
+impl Sampler {
+    async fn run(self) {
+        for day in 0..self.days {
+            self.clock.wait_until(day_at(self.origin, day)).await;
+            self.deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .collect(&self.sim);
+            let Some(rss_kib) = proc_status_kib("VmRSS") else {
+                return;
+            };
+            let sample = RssSample {
+                day: self.clock.now().duration_since(self.origin).as_secs_f64() / 86_400.0,
+                rss_kib,
+                anon_kib: proc_status_kib("RssAnon").unwrap_or(0),
+                wall_seconds: self.started.elapsed().as_secs_f64(),
+            };
+            if day % 7 == 0 {
+                let totals = &self.totals;
+                println!(
+                    "day {:>4.0}: RSS {:>6.1} MiB ({:.1} MiB anonymous), polls {} ok / {} failed, {} fired, {:.0} s",
+                    sample.day,
+                    mib(rss_kib),
+                    mib(sample.anon_kib),
+                    totals.polls_ok.load(Ordering::Relaxed),
+                    totals.polls_failed.load(Ordering::Relaxed),
+                    totals.fired.load(Ordering::Relaxed),
+                    sample.wall_seconds
+                );
+            }
+            self.samples
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sample);
         }
-        samples
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(sample);
     }
 }
 
@@ -849,6 +939,7 @@ mod tests {
         RssSample {
             day,
             rss_kib: mib * 1024,
+            anon_kib: 0,
             wall_seconds: 0.0,
         }
     }
@@ -944,6 +1035,70 @@ mod tests {
         // And a received key no row has is reported.
         assert_eq!(check.unexpected, vec!["a-1-firing-hook".to_string()]);
         assert!(!check.passed());
+    }
+
+    #[test]
+    fn receivers_logs_give_every_alert_key_a_message_carried() {
+        let hook = |answered: u16, key: &str, body: serde_json::Value| ReceivedWebhook {
+            headers: BTreeMap::from([("idempotency-key".to_string(), key.to_string())]),
+            body: body.to_string(),
+            answered,
+        };
+        let mut webhook = Received::default();
+        webhook.add_webhooks(&[
+            hook(
+                500,
+                "a-1-firing-hook",
+                serde_json::json!({"idempotencyKey": "a-1-firing-hook"}),
+            ),
+            hook(
+                200,
+                "a-1-firing-hook",
+                serde_json::json!({"idempotencyKey": "a-1-firing-hook"}),
+            ),
+            hook(
+                200,
+                "group-1",
+                serde_json::json!({"idempotencyKey": "group-1", "alerts": [
+                    {"idempotencyKey": "a-1-firing-hook"}, {"idempotencyKey": "b-1-firing-hook"}]}),
+            ),
+            hook(
+                200,
+                "group-1",
+                serde_json::json!({"idempotencyKey": "group-1", "alerts": []}),
+            ),
+        ]);
+        assert_eq!(webhook.refused, 1);
+        assert_eq!(
+            webhook.keys,
+            BTreeSet::from(["a-1-firing-hook".to_string(), "b-1-firing-hook".to_string()])
+        );
+        assert_eq!(webhook.duplicates(), 1, "group-1 accepted twice");
+        assert_eq!(webhook.valid_signatures, 0, "unsigned");
+
+        let slack = |method: &str, status: u16, thread: Option<&str>| SlackRequest {
+            method: method.into(),
+            body: serde_json::Value::Null,
+            channel: None,
+            ts: None,
+            thread_ts: thread.map(str::to_string),
+            metadata: Some(serde_json::json!({"event_payload": {
+                "idempotency_key": "group-2", "alert_keys": "c-1-firing-slack,d-1-resolved-slack"}})),
+            status,
+            error: None,
+        };
+        let mut received = Received::default();
+        received.add_slack(&[
+            slack("chat.postMessage", 429, None),
+            slack("chat.update", 200, None),
+            slack("chat.postMessage", 200, Some("1.2")),
+        ]);
+        assert_eq!(received.refused, 1);
+        assert_eq!(received.keys.len(), 2);
+        assert_eq!(
+            received.messages["group-2"], 1,
+            "the update and its reply are one send"
+        );
     }
 
     #[test]

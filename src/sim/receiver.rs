@@ -75,6 +75,12 @@ impl Sim {
         self.lock().webhooks.requests.clone()
     }
 
+    /// Every delivery attempt received so far, in order, leaving the log empty (a long run
+    /// reads it as it goes instead of keeping every body).
+    pub fn take_webhook_requests(&self) -> Vec<ReceivedWebhook> {
+        std::mem::take(&mut self.lock().webhooks.requests)
+    }
+
     /// Deliveries the receiver accepted (2xx).
     pub fn accepted_webhooks(&self) -> Vec<ReceivedWebhook> {
         self.lock()

@@ -166,6 +166,11 @@ impl FakeSlack {
         self.lock().faults.clear();
     }
 
+    /// Every request received so far, in order, leaving the log empty.
+    pub fn take_requests(&self) -> Vec<SlackRequest> {
+        std::mem::take(&mut self.lock().requests)
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<SlackRequest> {
         self.lock().requests.clone()
