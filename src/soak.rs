@@ -846,6 +846,12 @@ pub async fn run(
             mib(last.anon_kib)
         )?;
     }
+    let (slack_messages, slack_bytes) = sim.slack.stored_messages();
+    writeln!(
+        out,
+        "  in the same process, the fake Slack keeps {slack_messages} messages ({:.1} MiB as JSON, several times that in memory)",
+        slack_bytes as f64 / MIB
+    )?;
     let store_bytes: u64 = ["spendwatch.db", "spendwatch.db-wal"]
         .iter()
         .filter_map(|f| std::fs::metadata(run.dir.join(f)).ok())

@@ -166,6 +166,13 @@ impl FakeSlack {
         self.lock().faults.clear();
     }
 
+    /// Messages kept (every post, as last updated) and their size as JSON: the fake's memory.
+    pub fn stored_messages(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let bytes = inner.messages.values().map(|m| m.to_string().len()).sum();
+        (inner.messages.len(), bytes)
+    }
+
     /// Every request received so far, in order, leaving the log empty.
     pub fn take_requests(&self) -> Vec<SlackRequest> {
         std::mem::take(&mut self.lock().requests)
