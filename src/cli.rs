@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::model::{Clock, Observation};
 use crate::runtime::{RunOptions, Runtime};
 use crate::sim::{self, Sim};
+use crate::soak::{LogCounts, SoakOptions};
 use crate::sources::{self, poll_target};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,16 +29,28 @@ pub enum LogFormat {
 
 /// Logs go to stderr; `RUST_LOG` overrides `default_filter`.
 pub fn init_logging(format: LogFormat, default_filter: &str) {
+    init_logging_with(format, default_filter, None);
+}
+
+/// As [`init_logging`], and `counts` tallies every WARN and ERROR event whatever the filter.
+pub fn init_logging_with(format: LogFormat, default_filter: &str, counts: Option<LogCounts>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    let fmt = match format {
+        LogFormat::Text => fmt.with_filter(filter).boxed(),
+        LogFormat::Json => fmt.json().with_filter(filter).boxed(),
     };
+    let counts = counts.map(|c| c.with_filter(tracing_subscriber::filter::LevelFilter::WARN));
+    let _ = tracing_subscriber::registry()
+        .with(fmt)
+        .with(counts)
+        .try_init();
 }
 
 /// Installs the one TLS crypto provider (ring) before any client is built.
@@ -256,6 +269,21 @@ pub async fn demo(
 ) -> anyhow::Result<ExitCode> {
     demo::run(listen, duration, speed, keep, termination()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit 0 when every check passed, 1 when one failed.
+pub async fn soak(options: SoakOptions, logs: LogCounts) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(options.days >= 1, "--days must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&options.fault_rate),
+        "--fault-rate is a probability between 0 and 1"
+    );
+    let passed = crate::soak::run(options, logs, termination()).await?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]

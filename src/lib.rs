@@ -17,6 +17,7 @@ pub mod notify;
 pub mod runtime;
 pub mod server;
 pub mod sim;
+pub mod soak;
 pub mod sources;
 pub mod store;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use spendwatch::cli::{self, LogFormat, SilenceCommand};
 use spendwatch::demo::{DEFAULT_DEMO_LISTEN, DEFAULT_SPEED};
+use spendwatch::soak::{LogCounts, SoakOptions};
 
 /// Spend alerting and anomaly monitor for billing APIs.
 #[derive(Parser)]
@@ -144,6 +145,39 @@ enum Command {
         #[arg(long)]
         keep: Option<PathBuf>,
     },
+    /// The demo's pipeline for many simulated weeks with faults on every source and receiver
+    /// outages; checks bounded RSS, no lost notification and no panic (exit 1 if one fails).
+    Soak {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Simulated days to run.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+        /// Start the simulated clock this many days into the month (day 10 starts an incident).
+        #[arg(long, default_value_t = 0)]
+        start_day: u32,
+        /// Most simulated seconds per real second; the clock also waits for the pipeline.
+        #[arg(long, default_value_t = 1_000_000.0)]
+        speed: f64,
+        /// Probability of a fault on each request to each billing API.
+        #[arg(long, default_value_t = 0.2)]
+        fault_rate: f64,
+        /// Keep the webhook receiver and Slack healthy.
+        #[arg(long)]
+        no_receiver_faults: bool,
+        /// Seed of the fault schedules.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Simulated days of warm-up before RSS growth counts (the rules' longest history is 14).
+        #[arg(long, default_value_t = 14)]
+        warmup_days: u32,
+        /// Largest RSS growth after warm-up that passes, MiB.
+        #[arg(long, default_value_t = 20.0)]
+        rss_growth_limit: f64,
+        /// Keep the store and generated config in this directory instead of a temp dir.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+    },
     /// Add, list and expire silences on a running daemon, through its HTTP API. The write
     /// commands send the token in SPENDWATCH_API_TOKEN.
     Silence {
@@ -212,8 +246,12 @@ fn main() -> ExitCode {
         Command::Demo { .. } | Command::Silence { .. } => "warn",
         Command::Run { .. } | Command::Sim { .. } => "info",
         Command::Bench { .. } => "warn",
+        // Faults make warnings by the thousand; they are counted in the report instead.
+        Command::Soak { .. } => "error",
     };
-    cli::init_logging(args.log_format, default_filter);
+    let log_counts = LogCounts::default();
+    let counted = matches!(args.command, Command::Soak { .. }).then(|| log_counts.clone());
+    cli::init_logging_with(args.log_format, default_filter, counted);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -302,6 +340,32 @@ fn main() -> ExitCode {
                 speed,
                 keep,
             } => cli::demo(listen, duration, speed, keep).await,
+            Command::Soak {
+                listen,
+                days,
+                start_day,
+                speed,
+                fault_rate,
+                no_receiver_faults,
+                seed,
+                warmup_days,
+                rss_growth_limit,
+                keep,
+            } => {
+                let options = SoakOptions {
+                    listen,
+                    days,
+                    start_day,
+                    speed,
+                    fault_rate,
+                    receiver_faults: !no_receiver_faults,
+                    seed,
+                    warmup_days,
+                    rss_growth_limit_mib: rss_growth_limit,
+                    keep,
+                };
+                cli::soak(options, log_counts).await
+            }
             Command::Silence {
                 url,
                 config,

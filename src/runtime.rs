@@ -90,6 +90,10 @@ impl Runtime {
         self.store.clone()
     }
 
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Runs until `shutdown` turns true. Alert changes are also sent to `events`, if given.
     pub async fn run(
         self,

@@ -62,6 +62,14 @@ impl Clock {
         }
     }
 
+    /// How many tasks a lockstep clock waits for now (0 for the other clocks).
+    pub fn participants(&self) -> usize {
+        match self {
+            Clock::Lockstep(c) => c.lock().participants,
+            _ => 0,
+        }
+    }
+
     /// Waits until this clock reads `at` or later, without holding the clock back.
     pub async fn wait_until(&self, at: Timestamp) {
         match self {

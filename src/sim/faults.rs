@@ -26,6 +26,48 @@ pub enum FaultKind {
     EmptyPeriod,
 }
 
+impl FaultKind {
+    /// Every kind, for a random schedule that draws from all of them.
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Malformed,
+        FaultKind::Truncated,
+        FaultKind::Html,
+        FaultKind::Status401,
+        FaultKind::Status429,
+        FaultKind::Status500,
+        FaultKind::Status503,
+        FaultKind::Timeout,
+        FaultKind::EmptyPeriod,
+    ];
+
+    /// The name used in `POST /_sim/faults`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Malformed => "malformed",
+            FaultKind::Truncated => "truncated",
+            FaultKind::Html => "html",
+            FaultKind::Status401 => "status401",
+            FaultKind::Status429 => "status429",
+            FaultKind::Status500 => "status500",
+            FaultKind::Status503 => "status503",
+            FaultKind::Timeout => "timeout",
+            FaultKind::EmptyPeriod => "empty_period",
+        }
+    }
+}
+
+/// Faults drawn per data request on top of the queued ones (`spendwatch soak`): each request
+/// of every API gets a fault with probability `rate`, its kind drawn uniformly from `kinds`.
+/// Seeded, so a schedule is repeatable as far as the order of requests is.
+#[derive(Debug, Clone)]
+pub struct RandomFaults {
+    pub rate: f64,
+    pub kinds: Vec<FaultKind>,
+    /// How long a `Timeout` fault holds its answer back.
+    pub delay_ms: Option<u64>,
+    pub seed: u64,
+}
+
 /// Which body format a fault should imitate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {

@@ -12,14 +12,16 @@ pub mod slack;
 pub mod threescale;
 pub mod world;
 
-pub use faults::{FaultKind, FaultRequest};
+pub use faults::{FaultKind, FaultRequest, RandomFaults};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
 use axum::routing::{get, post};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::model::Clock;
@@ -33,6 +35,9 @@ pub struct SimStats {
     pub billing_requests: u64,
     pub unauthorized: u64,
     pub faults_served: u64,
+    /// Faults served per API and kind (`rackspace` → `status503` → 2).
+    #[serde(default)]
+    pub faults_by_api: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 pub(crate) struct Inner {
@@ -40,6 +45,8 @@ pub(crate) struct Inner {
     /// token → real expiry
     pub tokens: HashMap<String, jiff::Timestamp>,
     pub faults: VecDeque<FaultRequest>,
+    /// The random schedule, if any, with its generator.
+    pub random_faults: Option<(RandomFaults, StdRng)>,
     pub stats: SimStats,
     pub webhooks: receiver::Received,
 }
@@ -68,6 +75,7 @@ impl Sim {
                 accounts,
                 tokens: HashMap::new(),
                 faults: VecDeque::new(),
+                random_faults: None,
                 stats: SimStats::default(),
                 webhooks: receiver::Received::default(),
             })),
@@ -90,17 +98,53 @@ impl Sim {
         }
     }
 
-    /// Takes the next queued fault for `api`, if any, and counts it as served.
+    /// Draws a fault for every data request from now on (`None` turns the schedule off).
+    /// Queued faults are served first.
+    pub fn set_random_faults(&self, schedule: Option<RandomFaults>) {
+        self.lock().random_faults = schedule.map(|s| {
+            let rng = StdRng::seed_from_u64(s.seed);
+            (s, rng)
+        });
+    }
+
+    /// Takes the next queued fault for `api`, else draws one from the random schedule, and
+    /// counts it as served.
     pub fn take_fault(&self, api: &str) -> Option<FaultRequest> {
         let mut inner = self.lock();
-        let index = inner.faults.iter().position(|f| f.api == api)?;
-        let fault = inner.faults.get_mut(index)?;
-        fault.count = fault.count.saturating_sub(1);
-        let served = fault.clone();
-        if fault.count == 0 {
-            inner.faults.remove(index);
-        }
+        let served = match inner.faults.iter().position(|f| f.api == api) {
+            Some(index) => {
+                let fault = inner.faults.get_mut(index)?;
+                fault.count = fault.count.saturating_sub(1);
+                let served = fault.clone();
+                if fault.count == 0 {
+                    inner.faults.remove(index);
+                }
+                served
+            }
+            None => {
+                let (schedule, rng) = inner.random_faults.as_mut()?;
+                if schedule.kinds.is_empty() || !rng.random_bool(schedule.rate.clamp(0.0, 1.0)) {
+                    return None;
+                }
+                let kind = *schedule
+                    .kinds
+                    .get(rng.random_range(0..schedule.kinds.len()))?;
+                FaultRequest {
+                    api: api.to_string(),
+                    fault: kind,
+                    count: 1,
+                    delay_ms: schedule.delay_ms,
+                }
+            }
+        };
         inner.stats.faults_served += 1;
+        *inner
+            .stats
+            .faults_by_api
+            .entry(api.to_string())
+            .or_default()
+            .entry(served.fault.as_str().to_string())
+            .or_default() += 1;
         Some(served)
     }
 
@@ -114,6 +158,7 @@ impl Sim {
             .collect()
     }
 
+    /// Drops the queued faults (the random schedule stays as set).
     pub fn clear_faults(&self) {
         self.lock().faults.clear();
     }
@@ -206,5 +251,87 @@ impl Sim {
             }
         });
         Ok((local, handle))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sim() -> Sim {
+        Sim::new(Clock::System, world::demo_world())
+    }
+
+    #[test]
+    fn random_faults_follow_the_rate_and_queued_faults_come_first() {
+        let sim = sim();
+        assert!(sim.take_fault("sakura").is_none(), "no schedule, no fault");
+
+        sim.set_random_faults(Some(RandomFaults {
+            rate: 1.0,
+            kinds: vec![FaultKind::Status503],
+            delay_ms: Some(10),
+            seed: 7,
+        }));
+        sim.inject_fault(FaultRequest {
+            api: "sakura".into(),
+            fault: FaultKind::Html,
+            count: 1,
+            delay_ms: None,
+        });
+        let first = sim.take_fault("sakura").unwrap();
+        assert_eq!(first.fault, FaultKind::Html, "the queued fault first");
+        for _ in 0..5 {
+            let drawn = sim.take_fault("sakura").unwrap();
+            assert_eq!(
+                (drawn.fault, drawn.delay_ms),
+                (FaultKind::Status503, Some(10))
+            );
+        }
+        let stats = sim.stats();
+        assert_eq!(stats.faults_served, 6);
+        assert_eq!(stats.faults_by_api["sakura"]["status503"], 5);
+        assert_eq!(stats.faults_by_api["sakura"]["html"], 1);
+
+        sim.set_random_faults(Some(RandomFaults {
+            rate: 0.0,
+            kinds: FaultKind::ALL.to_vec(),
+            delay_ms: None,
+            seed: 7,
+        }));
+        assert!((0..100).all(|_| sim.take_fault("rackspace").is_none()));
+        sim.set_random_faults(None);
+        assert!(sim.take_fault("rackspace").is_none());
+    }
+
+    /// About `rate` of the requests get a fault, and the same seed draws the same kinds.
+    #[test]
+    fn a_seeded_schedule_is_repeatable() {
+        let draw = || {
+            let sim = sim();
+            sim.set_random_faults(Some(RandomFaults {
+                rate: 0.2,
+                kinds: FaultKind::ALL.to_vec(),
+                delay_ms: None,
+                seed: 42,
+            }));
+            (0..2000)
+                .map(|_| sim.take_fault("prometheus").map(|f| f.fault))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (draw(), draw());
+        assert_eq!(a, b);
+        let faults = a.iter().flatten().count();
+        assert!((300..500).contains(&faults), "{faults} of 2000 at 20 %");
+        for kind in FaultKind::ALL {
+            assert!(a.contains(&Some(kind)), "{kind:?} drawn");
+        }
+    }
+
+    #[test]
+    fn fault_kind_names_are_the_wire_names() {
+        for kind in FaultKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
     }
 }

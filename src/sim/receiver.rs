@@ -65,9 +65,20 @@ pub async fn set_mode(State(sim): State<Sim>, Json(mode): Json<Mode>) -> StatusC
 }
 
 impl Sim {
+    /// The status the receiver answers from now on; `None` is 200 (as `/_sim/webhook/mode`).
+    pub fn set_webhook_answer(&self, status: Option<u16>) {
+        self.lock().webhooks.answer = status;
+    }
+
     /// Every delivery attempt received, in order.
     pub fn webhook_requests(&self) -> Vec<ReceivedWebhook> {
         self.lock().webhooks.requests.clone()
+    }
+
+    /// Every delivery attempt received so far, in order, leaving the log empty (a long run
+    /// reads it as it goes instead of keeping every body).
+    pub fn take_webhook_requests(&self) -> Vec<ReceivedWebhook> {
+        std::mem::take(&mut self.lock().webhooks.requests)
     }
 
     /// Deliveries the receiver accepted (2xx).

@@ -157,6 +157,27 @@ impl FakeSlack {
         });
     }
 
+    /// Faults queued and not yet served (each counts its remaining requests).
+    pub fn pending_faults(&self) -> u32 {
+        self.lock().faults.iter().map(|f| f.count).sum()
+    }
+
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Messages kept (every post, as last updated) and their size as JSON: the fake's memory.
+    pub fn stored_messages(&self) -> (usize, usize) {
+        let inner = self.lock();
+        let bytes = inner.messages.values().map(|m| m.to_string().len()).sum();
+        (inner.messages.len(), bytes)
+    }
+
+    /// Every request received so far, in order, leaving the log empty.
+    pub fn take_requests(&self) -> Vec<SlackRequest> {
+        std::mem::take(&mut self.lock().requests)
+    }
+
     /// Every request received, in order.
     pub fn requests(&self) -> Vec<SlackRequest> {
         self.lock().requests.clone()

@@ -11,6 +11,7 @@ mod notify;
 mod restart;
 mod scenarios;
 mod slack;
+mod soak;
 mod sources;
 mod stack;
 mod support;

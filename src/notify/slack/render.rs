@@ -31,7 +31,8 @@ pub const MAX_FALLBACK_TEXT: usize = 3000;
 pub const MAX_ALERTS_SHOWN: usize = 10;
 pub const MAX_CONTRIBUTORS: usize = 5;
 pub const MAX_LINKS: usize = 5;
-/// Fingerprints listed in the metadata; the idempotency key covers the whole group.
+/// Fingerprints (and alert idempotency keys) listed in the metadata; the group's idempotency
+/// key covers the whole group.
 pub const MAX_METADATA_FINGERPRINTS: usize = 50;
 /// Alerts named per kind of change in a thread reply.
 const MAX_CHANGES_LISTED: usize = 10;
@@ -412,8 +413,17 @@ fn metadata(event_type: &str, group: &NotificationGroup, key: &str) -> SlackMess
     fingerprints.dedup();
     let total = fingerprints.len();
     fingerprints.truncate(MAX_METADATA_FINGERPRINTS);
+    // Each alert's own key, so a receiver can tell which notifications a message carries.
+    let mut alert_keys: Vec<&str> = group
+        .alerts
+        .iter()
+        .map(|n| n.idempotency_key.as_str())
+        .collect();
+    alert_keys.sort_unstable();
+    alert_keys.truncate(MAX_METADATA_FINGERPRINTS);
     let payload: HashMap<String, String> = [
         ("idempotency_key", key.to_string()),
+        ("alert_keys", alert_keys.join(",")),
         ("group_key", group.key.clone()),
         ("receiver", group.receiver.clone()),
         ("status", group.status().as_str().to_string()),

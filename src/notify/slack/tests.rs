@@ -227,6 +227,7 @@ async fn block_kit_content_field_by_field() {
     let payload = &metadata["event_payload"];
     assert_eq!(payload["idempotency_key"], "fp0001-1-firing-oncall");
     assert_eq!(payload["fingerprints"], "fp0001");
+    assert_eq!(payload["alert_keys"], "fp0001-1-firing-oncall");
     assert_eq!(payload["status"], "firing");
     assert_eq!(payload["group_key"], "oncall/account=020-1");
 
@@ -820,6 +821,12 @@ async fn two_hundred_alerts_fit_in_one_valid_message() {
     );
     assert_eq!(
         message.metadata.event_payload.as_ref().unwrap()["fingerprints"]
+            .split(',')
+            .count(),
+        render::MAX_METADATA_FINGERPRINTS
+    );
+    assert_eq!(
+        message.metadata.event_payload.as_ref().unwrap()["alert_keys"]
             .split(',')
             .count(),
         render::MAX_METADATA_FINGERPRINTS
