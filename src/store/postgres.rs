@@ -299,9 +299,12 @@ impl Session {
             .ok_or_else(|| StoreError::Postgres("no connection".into()))
     }
 
-    /// Drops a broken connection so that the next call reconnects, and says so.
+    /// Drops a broken connection so that the next call reconnects, and says so. A FATAL
+    /// error ends the server's session even before the client has noticed the socket close
+    /// (e.g. `pg_terminate_backend`), so it counts as lost too.
     fn after<R>(&mut self, result: Result<R, StoreError>) -> Result<R, StoreError> {
-        if result.is_err() && self.client.as_ref().is_some_and(Client::is_closed) {
+        let fatal = matches!(&result, Err(StoreError::Postgres(reason)) if reason.contains("db error: FATAL:"));
+        if result.is_err() && (fatal || self.client.as_ref().is_some_and(Client::is_closed)) {
             self.client = None;
             return result.map_err(|e| match e {
                 StoreError::Postgres(reason) => StoreError::Postgres(format!(
