@@ -520,10 +520,16 @@ impl Metrics {
                 ObservationKind::PeriodTotal => o.period.map_or(o.at, |p| p.end),
                 _ => o.at,
             };
-            match times.get(&key.canonical()) {
-                Some(seen) if *seen > data_time => continue,
-                _ => {
-                    times.insert(key.canonical(), data_time);
+            // One canonical key per observation: this runs for every series of every poll.
+            match times.entry(key.canonical()) {
+                std::collections::hash_map::Entry::Occupied(seen) if *seen.get() > data_time => {
+                    continue;
+                }
+                std::collections::hash_map::Entry::Occupied(mut seen) => {
+                    seen.insert(data_time);
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(data_time);
                 }
             }
             let label = |name: &str| key.labels.get(name).map(String::as_str).unwrap_or("");
