@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod eval;
+pub mod ingest;
 pub mod metrics;
 pub mod model;
 pub mod notify;

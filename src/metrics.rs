@@ -377,7 +377,7 @@ impl Metrics {
             observations_written: counter_vec(
                 &r,
                 "spendwatch_observations_written_total",
-                "Observations handed to the store, by result (inserted, extended, unchanged, rejected, over_series_limit: a new series beyond limits.max_series_per_source).",
+                "Observations handed to the store, by result (inserted, extended, unchanged, rejected, over_series_limit: a new series beyond limits.max_series_per_source; zero_held: a period-to-date drop to 0 held until it persists for limits.confirm_zero_polls polls, zero_discarded: held zeros dropped when the value came back, zero_confirmed: held zeros stored).",
                 &["source", "result"],
             ),
             alerts: int_gauge_vec(
@@ -622,6 +622,21 @@ impl Metrics {
         self.observations_written
             .with_label_values(&[source, "over_series_limit"])
             .inc_by(n as u64);
+    }
+
+    /// Counts what the zero guard (`crate::ingest`) did with one poll.
+    pub fn zeros_screened(&self, source: &str, held: usize, discarded: usize, confirmed: usize) {
+        for (result, n) in [
+            ("zero_held", held),
+            ("zero_discarded", discarded),
+            ("zero_confirmed", confirmed),
+        ] {
+            if n > 0 {
+                self.observations_written
+                    .with_label_values(&[source, result])
+                    .inc_by(n as u64);
+            }
+        }
     }
 
     pub fn observations_rejected(&self, source: &str, n: usize) {

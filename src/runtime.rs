@@ -15,6 +15,7 @@ use crate::alerting::links::LinkBuilder;
 use crate::alerting::{AlertEvent, Alerting, Change};
 use crate::config::{Config, ReceiverConfig};
 use crate::eval::Evaluator;
+use crate::ingest::ZeroGuard;
 use crate::metrics::Metrics;
 use crate::model::{Clock, Observation};
 use crate::notify::alertmanager::{self, AlertmanagerSender, Resender};
@@ -106,6 +107,7 @@ impl Runtime {
         let shared = Arc::new(Shared {
             clock: self.clock.clone(),
             max_series_per_source: self.config.max_series_per_source,
+            zero_guard: ZeroGuard::new(self.config.confirm_zero_polls),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             totals: self.totals.clone(),
@@ -223,6 +225,7 @@ async fn sleep_or_stop(clock: &Clock, d: Duration, shutdown: &mut watch::Receive
 struct Shared {
     clock: Clock,
     max_series_per_source: usize,
+    zero_guard: ZeroGuard,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     totals: Arc<Totals>,
@@ -285,6 +288,14 @@ impl Shared {
             Ok(observations) => {
                 self.totals.polls_ok.fetch_add(1, Ordering::Relaxed);
                 let observations = self.within_series_limit(source, observations);
+                let screened = self.zero_guard.screen(self.store.as_ref(), observations);
+                self.metrics.zeros_screened(
+                    source,
+                    screened.held,
+                    screened.discarded,
+                    screened.confirmed,
+                );
+                let observations = screened.accepted;
                 match self.store.put_observations(&observations) {
                     Ok(stats) => {
                         self.metrics.observed(&observations);
@@ -542,6 +553,7 @@ mod tests {
         let shared = Shared {
             clock: Clock::System,
             max_series_per_source: 2,
+            zero_guard: ZeroGuard::new(3),
             store: store.clone(),
             metrics: metrics.clone(),
             totals: Arc::new(Totals::default()),

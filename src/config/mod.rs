@@ -144,6 +144,10 @@ pub struct RawLimits {
     /// Distinct series a source may create (default 100,000); observations of further new
     /// series are refused and counted, existing series keep updating.
     pub max_series_per_source: Option<usize>,
+    /// Consecutive polls a period-to-date total must stay at exactly 0, after a non-zero
+    /// value in the same period, before the zero is stored (default 3; 1 stores it at once).
+    /// A billing API answering "no charges" for one poll mid-period is a glitch, not a refund.
+    pub confirm_zero_polls: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +286,8 @@ pub struct Config {
     pub evaluation_interval: Duration,
     /// See [`RawLimits::max_series_per_source`].
     pub max_series_per_source: usize,
+    /// See [`RawLimits::confirm_zero_polls`].
+    pub confirm_zero_polls: usize,
     pub sources: Vec<SourceSettings>,
     pub rules: Vec<RuleConfig>,
     pub receivers: Vec<ReceiverConfig>,
@@ -864,6 +870,13 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     if max_series_per_source == 0 {
         c.error("limits.max_series_per_source", "must be at least 1");
     }
+    let confirm_zero_polls = raw.limits.confirm_zero_polls.unwrap_or(3);
+    if !(1..=100).contains(&confirm_zero_polls) {
+        c.error(
+            "limits.confirm_zero_polls",
+            "must be between 1 and 100 polls",
+        );
+    }
     let links = validate_links(&raw.links, &source_names, &mut c);
     let receivers_in_order: Vec<String> = receivers.iter().map(|r| r.name().to_string()).collect();
     let routes = routing::validate_route(
@@ -881,6 +894,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             store,
             evaluation_interval,
             max_series_per_source,
+            confirm_zero_polls,
             sources,
             rules,
             receivers,
@@ -1454,5 +1468,20 @@ auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNS
         );
         let errs = check("[limits]\nmax_series_per_source = 0\n").unwrap_err();
         assert_eq!(errs[0].path, "limits.max_series_per_source", "{errs:?}");
+    }
+
+    #[test]
+    fn zero_confirmation_defaults_to_three_polls_and_is_bounded() {
+        assert_eq!(check("").unwrap().confirm_zero_polls, 3);
+        assert_eq!(
+            check("[limits]\nconfirm_zero_polls = 1\n")
+                .unwrap()
+                .confirm_zero_polls,
+            1
+        );
+        for bad in ["0", "101"] {
+            let errs = check(&format!("[limits]\nconfirm_zero_polls = {bad}\n")).unwrap_err();
+            assert_eq!(errs[0].path, "limits.confirm_zero_polls", "{errs:?}");
+        }
     }
 }

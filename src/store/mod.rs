@@ -4,6 +4,7 @@
 #[cfg(test)]
 mod behaviour;
 mod postgres;
+mod read_cache;
 mod sqlite;
 
 use std::collections::BTreeMap;

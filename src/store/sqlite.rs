@@ -9,6 +9,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use rust_decimal::Decimal;
 
+use super::read_cache::{Loaded, ReadCache};
 use super::{
     GroupSettings, GroupState, OutboxEntry, OutboxStats, Outgoing, PutStats, RowChange, RowState,
     SendRecord, SeriesFilter, SeriesMeta, SilenceRow, Store, StoreError,
@@ -112,6 +113,8 @@ struct Inner {
     series_ids: HashMap<String, (i64, String)>,
     /// series id → its newest point, so a poll does not read back what it wrote last time.
     latest: HashMap<i64, RawPoint>,
+    /// What rules read last cycle; every write below tells it what changed.
+    reads: ReadCache,
 }
 
 pub struct SqliteStore {
@@ -193,6 +196,7 @@ impl SqliteStore {
                 conn,
                 series_ids: HashMap::new(),
                 latest: HashMap::new(),
+                reads: ReadCache::default(),
             }),
         })
     }
@@ -203,6 +207,7 @@ impl SqliteStore {
         if let Ok(mut inner) = self.inner.lock() {
             inner.series_ids.clear();
             inner.latest.clear();
+            inner.reads.clear();
         }
     }
 
@@ -289,6 +294,7 @@ fn put_batch(
     conn: &mut Connection,
     series_ids: &mut HashMap<String, (i64, String)>,
     latest_points: &mut HashMap<i64, RawPoint>,
+    reads: &mut ReadCache,
     observations: &[Observation],
 ) -> Result<PutStats, StoreError> {
     let tx = conn.transaction()?;
@@ -323,6 +329,7 @@ fn put_batch(
                     "UPDATE points SET last_seen_ms = ?1 WHERE series_id = ?2 AND at_ms = ?3",
                 )?
                 .execute(params![at, id, l_at])?;
+                reads.note_extend(id, &obs.key, l_at, at);
                 stats.extended += 1;
                 latest_points.insert(id, (l_at, at, l_ps, l_pe, l_value));
                 continue;
@@ -350,6 +357,7 @@ fn put_batch(
                period_end_ms = excluded.period_end_ms",
         )?
         .execute(params![id, at, ps, pe, value.clone()])?;
+        reads.note_write(id, &obs.key, at);
         stats.inserted += 1;
         latest_points.entry(id).or_insert((at, at, ps, pe, value));
     }
@@ -413,6 +421,77 @@ fn to_series_meta(raw: RawSeries) -> Result<SeriesMeta, StoreError> {
 
 const POINT_COLUMNS: &str = "at_ms, last_seen_ms, period_start_ms, period_end_ms, value";
 
+/// Every series `filter` selects with its points in `[from, to]` (and the newest point before
+/// `from` when `anchored`), sorted by canonical key: one query for a whole rule.
+fn load_series_points(
+    conn: &Connection,
+    filter: &SeriesFilter,
+    from: Timestamp,
+    to: Timestamp,
+    anchored: bool,
+) -> Result<Vec<Loaded>, StoreError> {
+    let (conditions, mut args) = series_conditions(filter);
+    let (from, to) = (ms(from), ms(to));
+    // The anchor is the newest point before `from` (one PK probe per series); a series
+    // with no points in range still comes back, with none, as `list_series` lists it.
+    let lower = if anchored {
+        "COALESCE((SELECT MAX(at_ms) FROM points WHERE series_id = s.id AND at_ms < ?), ?)"
+    } else {
+        "?"
+    };
+    let sql = format!(
+        "SELECT s.id, s.canonical, s.source, s.account, s.metric, s.labels, s.kind, s.unit,
+                p.at_ms, p.last_seen_ms, p.period_start_ms, p.period_end_ms, p.value
+         FROM series s LEFT JOIN points p
+           ON p.series_id = s.id AND p.at_ms >= {lower} AND p.at_ms <= ?
+         WHERE 1{conditions}"
+    );
+    let mut bounds: Vec<&dyn rusqlite::ToSql> = Vec::new();
+    if anchored {
+        bounds.push(&from);
+    }
+    bounds.push(&from);
+    bounds.push(&to);
+    args.splice(0..0, bounds);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(args.as_slice())?;
+    // Rows arrive series by series (the join walks each series' points in key order).
+    let mut out: Vec<Loaded> = Vec::new();
+    let mut index: HashMap<i64, usize> = HashMap::new();
+    while let Some(r) = rows.next()? {
+        let id: i64 = r.get(0)?;
+        let slot = match index.get(&id) {
+            Some(&slot) => slot,
+            None => {
+                let canonical: String = r.get(1)?;
+                let meta = to_series_meta((
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))?;
+                out.push((id, canonical, meta, Vec::new()));
+                index.insert(id, out.len() - 1);
+                out.len() - 1
+            }
+        };
+        let at: Option<i64> = r.get(8)?;
+        if let Some(at) = at {
+            let value: String = r.get(12)?;
+            out[slot]
+                .3
+                .push(to_point((at, r.get(9)?, r.get(10)?, r.get(11)?, value))?);
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    for series in &mut out {
+        series.3.sort_by_key(|p| p.at);
+    }
+    Ok(out)
+}
+
 impl Store for SqliteStore {
     fn put_observations(&self, observations: &[Observation]) -> Result<PutStats, StoreError> {
         let mut inner = self.lock()?;
@@ -420,12 +499,14 @@ impl Store for SqliteStore {
             conn,
             series_ids,
             latest,
+            reads,
         } = &mut *inner;
-        let result = put_batch(conn, series_ids, latest, observations);
+        let result = put_batch(conn, series_ids, latest, reads, observations);
         if result.is_err() {
             // The transaction rolled back: ids and points cached during it may not exist.
             series_ids.clear();
             latest.clear();
+            reads.clear();
         }
         result
     }
@@ -448,70 +529,11 @@ impl Store for SqliteStore {
         to: Timestamp,
         anchored: bool,
     ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
-        let inner = self.lock()?;
-        let (conditions, mut args) = series_conditions(filter);
-        let (from, to) = (ms(from), ms(to));
-        // The anchor is the newest point before `from` (one PK probe per series); a series
-        // with no points in range still comes back, with none, as `list_series` lists it.
-        let lower = if anchored {
-            "COALESCE((SELECT MAX(at_ms) FROM points WHERE series_id = s.id AND at_ms < ?), ?)"
-        } else {
-            "?"
-        };
-        let sql = format!(
-            "SELECT s.id, s.canonical, s.source, s.account, s.metric, s.labels, s.kind, s.unit,
-                    p.at_ms, p.last_seen_ms, p.period_start_ms, p.period_end_ms, p.value
-             FROM series s LEFT JOIN points p
-               ON p.series_id = s.id AND p.at_ms >= {lower} AND p.at_ms <= ?
-             WHERE 1{conditions}"
-        );
-        let mut bounds: Vec<&dyn rusqlite::ToSql> = Vec::new();
-        if anchored {
-            bounds.push(&from);
-        }
-        bounds.push(&from);
-        bounds.push(&to);
-        args.splice(0..0, bounds);
-        let mut stmt = inner.conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(args.as_slice())?;
-        // Rows arrive series by series (the join walks each series' points in key order).
-        let mut out: Vec<(String, SeriesMeta, Vec<Point>)> = Vec::new();
-        let mut index: HashMap<i64, usize> = HashMap::new();
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let slot = match index.get(&id) {
-                Some(&slot) => slot,
-                None => {
-                    let canonical: String = r.get(1)?;
-                    let meta = to_series_meta((
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                    ))?;
-                    out.push((canonical, meta, Vec::new()));
-                    index.insert(id, out.len() - 1);
-                    out.len() - 1
-                }
-            };
-            let at: Option<i64> = r.get(8)?;
-            if let Some(at) = at {
-                let value: String = r.get(12)?;
-                out[slot]
-                    .2
-                    .push(to_point((at, r.get(9)?, r.get(10)?, r.get(11)?, value))?);
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out
-            .into_iter()
-            .map(|(_, meta, mut points)| {
-                points.sort_by_key(|p| p.at);
-                (meta, points)
-            })
-            .collect())
+        let mut inner = self.lock()?;
+        let Inner { conn, reads, .. } = &mut *inner;
+        reads.read(filter, from, to, anchored, |filter, from, to, anchored| {
+            load_series_points(conn, filter, from, to, anchored)
+        })
     }
 
     fn points(
@@ -1062,6 +1084,101 @@ mod tests {
         assert_eq!(
             cached.series_points(&all, from, to, false).unwrap(),
             uncached.series_points(&all, from, to, false).unwrap()
+        );
+    }
+
+    /// The read cache answers exactly as reading SQLite: random polls (new points, runs
+    /// extended, restatements of the newest and of older instants, backfills, series that
+    /// appear late with old history) between reads through several filters whose windows
+    /// move forward, sometimes jump back, and shrink or grow.
+    #[test]
+    fn the_read_cache_answers_what_sqlite_answers() {
+        for seed in [0xCAC4E, 7, 0xBEEF] {
+            read_cache_agrees(seed);
+        }
+    }
+
+    fn read_cache_agrees(mut seed: u64) {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let hour = |h: u64| -> Timestamp {
+            Timestamp::from_second(1_793_491_200 + 3600 * h as i64).unwrap()
+        };
+        let filters = [
+            SeriesFilter::default(),
+            SeriesFilter {
+                metric: Some("estimated_charges".into()),
+                ..SeriesFilter::default()
+            },
+            SeriesFilter {
+                source: Some("rs".into()),
+                metric: Some("bw".into()),
+                accounts: vec!["020-1".into(), "020-3".into()],
+            },
+        ];
+        let mut now: u64 = 10;
+        let mut reads = 0;
+        for round in 0..1_500 {
+            let mut batch = Vec::new();
+            for _ in 0..1 + next(5) {
+                let mut o = obs("2026-11-02T00:00:00Z", &format!("{}", 10 + next(3)));
+                o.key.account = format!("020-{}", next(4));
+                if next(3) == 0 {
+                    o.key.metric = "bw".into();
+                    o.kind = ObservationKind::Traffic;
+                    o.unit = Unit::Quantity("GB".into());
+                    o.period = None;
+                }
+                if next(4) == 0 {
+                    // A line item that shows up later than the others.
+                    o.key = o.key.with_label("item", &format!("i{}", next(6)));
+                }
+                o.at = match next(10) {
+                    0 => hour(now.saturating_sub(1 + next(30))),
+                    _ => hour(now),
+                };
+                batch.push(o);
+            }
+            store.put_observations(&batch).unwrap();
+            if next(3) == 0 {
+                now += 1;
+            }
+            for _ in 0..next(3) {
+                let filter = &filters[next(filters.len() as u64) as usize];
+                let span = [5, 8, 24][next(3) as usize];
+                let back = if next(12) == 0 { next(20) } else { 0 };
+                let to = hour(now.saturating_sub(back));
+                let from = hour(now.saturating_sub(back + span));
+                let anchored = next(2) == 0;
+                let cached = store.series_points(filter, from, to, anchored).unwrap();
+                let inner = store.lock().unwrap();
+                let direct: Vec<(SeriesMeta, Vec<Point>)> =
+                    load_series_points(&inner.conn, filter, from, to, anchored)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(_, _, meta, points)| (meta, points))
+                        .collect();
+                assert_eq!(cached.len(), direct.len(), "round {round}: series listed");
+                for (c, d) in cached.iter().zip(&direct) {
+                    assert_eq!(
+                        c, d,
+                        "round {round}: {filter:?} [{from}, {to}] anchored {anchored}"
+                    );
+                }
+                reads += 1;
+            }
+        }
+        assert!(reads > 1_000, "{reads} reads compared");
+        let inner = store.lock().unwrap();
+        let (refreshed, full) = (inner.reads.refreshed, inner.reads.full_reads);
+        assert!(
+            refreshed > 3 * full,
+            "most reads must come from the cache: {refreshed} refreshed, {full} full"
         );
     }
 

@@ -1,0 +1,357 @@
+//! Keeps what each rule read last cycle, so the next cycle reads only what changed.
+//!
+//! A rule reads the same window of history every cycle, shifted by the time since the last
+//! one: at 10,000 accounts that was millions of points re-read from disk per cycle, three
+//! quarters of the evaluation time. The SQLite store sees every write (it is the only writer
+//! of its file), so it tells this cache what each write changed; a read then fetches only
+//! points newer than what the cache holds, re-reads whole accounts only where history was
+//! rewritten or a series appeared, and serves the rest from memory. The answer is the same
+//! as an uncached read; a randomized test in `sqlite.rs` checks that.
+
+use std::collections::{BTreeSet, HashMap};
+
+use jiff::Timestamp;
+
+use super::{SeriesFilter, SeriesMeta, StoreError};
+use crate::model::{Point, SeriesKey};
+
+/// One series as the backend reads it: row id, canonical key, metadata and points.
+pub(super) type Loaded = (i64, String, SeriesMeta, Vec<Point>);
+
+/// Entries kept: one per filter and anchoring, least recently used out.
+const MAX_ENTRIES: usize = 16;
+/// The entry keeps history back to the earliest `from` of this many recent reads: rules
+/// sharing a filter read different spans, and each moves with time.
+const RECENT_READS: usize = 8;
+/// Beyond this many accounts to re-read, one full read is cheaper.
+const MAX_REREAD_ACCOUNTS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntryKey {
+    source: Option<String>,
+    metric: Option<String>,
+    accounts: Vec<String>,
+    anchored: bool,
+}
+
+/// What writes did to one cached series since it was last read.
+#[derive(Debug, Default, Clone)]
+struct Change {
+    /// The oldest instant inserted or restated.
+    min_write_ms: Option<i64>,
+    /// Runs of an unchanged value extended: (their `at`, their new `last_seen`), newest last.
+    extended: Vec<(i64, i64)>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    id: i64,
+    canonical: String,
+    meta: SeriesMeta,
+    points: Vec<Point>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    filter: SeriesFilter,
+    anchored: bool,
+    /// What the entry holds: every point in `[from_ms, to_ms]` (and the anchors).
+    from_ms: i64,
+    to_ms: i64,
+    recent_from_ms: std::collections::VecDeque<i64>,
+    /// Sorted by canonical key, as the uncached read answers.
+    series: Vec<Cached>,
+    by_id: HashMap<i64, usize>,
+    changes: HashMap<usize, Change>,
+    /// Accounts with a series the filter selects that this entry does not hold yet.
+    new_accounts: BTreeSet<String>,
+    last_used: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct ReadCache {
+    entries: HashMap<EntryKey, Entry>,
+    uses: u64,
+    /// Reads answered by refreshing an entry, and by reading everything.
+    pub(super) refreshed: u64,
+    pub(super) full_reads: u64,
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn selects(filter: &SeriesFilter, key: &SeriesKey) -> bool {
+    filter.source.as_ref().is_none_or(|s| *s == key.source)
+        && filter.metric.as_ref().is_none_or(|m| *m == key.metric)
+        && (filter.accounts.is_empty() || filter.accounts.contains(&key.account))
+}
+
+impl Entry {
+    fn new(filter: &SeriesFilter, anchored: bool, from_ms: i64, to_ms: i64) -> Self {
+        Entry {
+            filter: filter.clone(),
+            anchored,
+            from_ms,
+            to_ms,
+            recent_from_ms: std::collections::VecDeque::from([from_ms]),
+            series: Vec::new(),
+            by_id: HashMap::new(),
+            changes: HashMap::new(),
+            new_accounts: BTreeSet::new(),
+            last_used: 0,
+        }
+    }
+
+    fn change(&mut self, id: i64, key: &SeriesKey) -> Option<&mut Change> {
+        match self.by_id.get(&id) {
+            Some(&slot) => Some(self.changes.entry(slot).or_default()),
+            None => {
+                if selects(&self.filter, key) {
+                    self.new_accounts.insert(key.account.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// Replaces or adds whole series (a full read of some accounts), keeping the order.
+    fn replace(&mut self, loaded: Vec<Loaded>) {
+        let mut by_canonical: HashMap<String, Cached> = self
+            .series
+            .drain(..)
+            .map(|s| (s.canonical.clone(), s))
+            .collect();
+        for (id, canonical, meta, points) in loaded {
+            by_canonical.insert(
+                canonical.clone(),
+                Cached {
+                    id,
+                    canonical,
+                    meta,
+                    points,
+                },
+            );
+        }
+        self.series = by_canonical.into_values().collect();
+        self.series.sort_by(|a, b| a.canonical.cmp(&b.canonical));
+        self.by_id = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(slot, s)| (s.id, slot))
+            .collect();
+    }
+
+    /// The points in `[from, to]` (and the anchor before `from`), as an uncached read.
+    fn answer(&self, from_ms: i64, to_ms: i64) -> Vec<(SeriesMeta, Vec<Point>)> {
+        self.series
+            .iter()
+            .map(|s| {
+                let inside = s.points.partition_point(|p| ms(p.at) < from_ms);
+                let start = if self.anchored {
+                    inside.saturating_sub(1)
+                } else {
+                    inside
+                };
+                let end = s.points.partition_point(|p| ms(p.at) <= to_ms).max(start);
+                (s.meta.clone(), s.points[start..end].to_vec())
+            })
+            .collect()
+    }
+}
+
+impl ReadCache {
+    /// An instant of a series was inserted or restated.
+    pub(super) fn note_write(&mut self, id: i64, key: &SeriesKey, at_ms: i64) {
+        for entry in self.entries.values_mut() {
+            if let Some(change) = entry.change(id, key) {
+                change.min_write_ms = Some(change.min_write_ms.map_or(at_ms, |m| m.min(at_ms)));
+            }
+        }
+    }
+
+    /// The run starting at `at_ms` was seen again, until `last_seen_ms`.
+    pub(super) fn note_extend(&mut self, id: i64, key: &SeriesKey, at_ms: i64, last_seen_ms: i64) {
+        for entry in self.entries.values_mut() {
+            if let Some(change) = entry.change(id, key) {
+                match change.extended.last_mut() {
+                    Some(last) if last.0 == at_ms => last.1 = last_seen_ms,
+                    _ => change.extended.push((at_ms, last_seen_ms)),
+                }
+            }
+        }
+    }
+
+    /// Forgets everything (a write rolled back, or a test simulating a restart).
+    pub(super) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// The same answer as `load(filter, from, to, anchored)`, from memory where nothing
+    /// changed. `load` reads the backend: all series the filter selects, sorted by
+    /// canonical key, with their points in `[from, to]` (and the anchor when `anchored`).
+    pub(super) fn read(
+        &mut self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
+        mut load: impl FnMut(
+            &SeriesFilter,
+            Timestamp,
+            Timestamp,
+            bool,
+        ) -> Result<Vec<Loaded>, StoreError>,
+    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
+        // One account's read (contributor tables, explanations) is small and one-off: caching
+        // it would only push the rules' entries out.
+        if filter.accounts.len() == 1 {
+            return Ok(load(filter, from, to, anchored)?
+                .into_iter()
+                .map(|(_, _, meta, points)| (meta, points))
+                .collect());
+        }
+        self.uses += 1;
+        let key = EntryKey {
+            source: filter.source.clone(),
+            metric: filter.metric.clone(),
+            accounts: filter.accounts.clone(),
+            anchored,
+        };
+        let (from_ms, to_ms) = (ms(from), ms(to));
+        let refreshed = match self.entries.get_mut(&key) {
+            Some(entry) if from_ms >= entry.from_ms => {
+                if entry.recent_from_ms.len() >= RECENT_READS {
+                    entry.recent_from_ms.pop_front();
+                }
+                entry.recent_from_ms.push_back(from_ms);
+                let keep_from_ms = entry
+                    .recent_from_ms
+                    .iter()
+                    .copied()
+                    .min()
+                    .unwrap_or(from_ms);
+                refresh(entry, keep_from_ms, to_ms.max(entry.to_ms), &mut load)?
+            }
+            _ => false,
+        };
+        if refreshed {
+            self.refreshed += 1;
+        } else {
+            self.full_reads += 1;
+            let mut entry = Entry::new(filter, anchored, from_ms, to_ms);
+            entry.replace(load(filter, from, to, anchored)?);
+            if !self.entries.contains_key(&key) && self.entries.len() >= MAX_ENTRIES {
+                let oldest = self
+                    .entries
+                    .iter()
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    self.entries.remove(&oldest);
+                }
+            }
+            self.entries.insert(key.clone(), entry);
+        }
+        let uses = self.uses;
+        match self.entries.get_mut(&key) {
+            Some(entry) => {
+                entry.last_used = uses;
+                Ok(entry.answer(from_ms, to_ms))
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+/// Brings an entry to `[from_ms, to_ms]` (`from_ms` not before what it holds).
+/// `Ok(false)`: too much changed, read it all again.
+fn refresh(
+    entry: &mut Entry,
+    from_ms: i64,
+    to_ms: i64,
+    load: &mut impl FnMut(&SeriesFilter, Timestamp, Timestamp, bool) -> Result<Vec<Loaded>, StoreError>,
+) -> Result<bool, StoreError> {
+    let instant = |t: i64| {
+        Timestamp::from_millisecond(t).map_err(|e| StoreError::Corrupt {
+            table: "points",
+            reason: format!("timestamp {t}: {e}"),
+        })
+    };
+    let (from, to) = (instant(from_ms)?, instant(to_ms)?);
+    // Everything after what the entry covers may be new (a backtest's store holds the future).
+    let mut cutoff_ms = if to_ms > entry.to_ms {
+        entry.to_ms + 1
+    } else {
+        i64::MAX
+    };
+    let mut reread = std::mem::take(&mut entry.new_accounts);
+    for (slot, change) in std::mem::take(&mut entry.changes) {
+        let Some(series) = entry.series.get_mut(slot) else {
+            return Ok(false);
+        };
+        // A run not cached was written since the last read: the writes below cover it.
+        for &(at_ms, last_seen_ms) in &change.extended {
+            if let Some(point) = series.points.iter_mut().rev().find(|p| ms(p.at) == at_ms) {
+                point.last_seen =
+                    Timestamp::from_millisecond(last_seen_ms).unwrap_or(point.last_seen);
+            }
+        }
+        let Some(write_ms) = change.min_write_ms else {
+            continue;
+        };
+        let newest_ms = series.points.last().map(|p| ms(p.at));
+        let appends = match newest_ms {
+            // A restatement of the newest point, or a newer one: read from there.
+            Some(newest) => write_ms >= newest,
+            // Nothing cached: a write in range is an append, one before it may be an anchor.
+            None => write_ms >= entry.from_ms,
+        };
+        if appends {
+            cutoff_ms = cutoff_ms.min(write_ms);
+        } else {
+            reread.insert(series.meta.key.account.clone());
+        }
+    }
+    if reread.len() > MAX_REREAD_ACCOUNTS {
+        return Ok(false);
+    }
+    let mut fresh: BTreeSet<i64> = BTreeSet::new();
+    if !reread.is_empty() {
+        let narrowed = SeriesFilter {
+            accounts: reread.into_iter().collect(),
+            ..entry.filter.clone()
+        };
+        let loaded = load(&narrowed, from, to, entry.anchored)?;
+        fresh.extend(loaded.iter().map(|l| l.0));
+        entry.replace(loaded);
+    }
+    if cutoff_ms <= to_ms {
+        let cutoff = instant(cutoff_ms)?;
+        for (id, _, _, points) in load(&entry.filter, cutoff, to, false)? {
+            if fresh.contains(&id) {
+                continue;
+            }
+            // A series the writes did not announce: do not guess, read everything.
+            let Some(&slot) = entry.by_id.get(&id) else {
+                return Ok(false);
+            };
+            let cached = &mut entry.series[slot].points;
+            cached.retain(|p| ms(p.at) < cutoff_ms);
+            cached.extend(points);
+        }
+    }
+    for series in &mut entry.series {
+        let inside = series.points.partition_point(|p| ms(p.at) < from_ms);
+        let drop = if entry.anchored {
+            inside.saturating_sub(1)
+        } else {
+            inside
+        };
+        series.points.drain(..drop);
+    }
+    entry.from_ms = from_ms;
+    entry.to_ms = to_ms;
+    Ok(true)
+}
