@@ -199,10 +199,10 @@ fn render(s: &ServerState, fingerprint: &str, notice: Option<&str>) -> Result<Ma
             @if alert.contributors.is_empty() {
                 p.muted { "This rule names no line items for this alert." }
             } @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Line item" } th { "Amount in the window" } th { "Change against typical" } } }
                     tbody { @for c in &alert.contributors {
-                        tr { td { (c.item) } td.num { (c.amount) } td.num { (c.delta) } }
+                        tr { td data-label="Line item" { (c.item) } td.num data-label="Amount" { (c.amount) } td.num data-label="Change" { (c.delta) } }
                     } }
                 } }
             }
@@ -215,20 +215,20 @@ fn render(s: &ServerState, fingerprint: &str, notice: Option<&str>) -> Result<Ma
             h2 { "Notifications" }
             @if notifications.is_empty() { p.muted { "None sent for this alert." } }
             @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Status" } th { "Receiver" } th { "Outcome" } th { "Queued" } th { "Delivered" } th { "Attempts" } } }
                     tbody { @for r in &notifications {
                         tr {
-                            td { (r.notification.status.as_str()) }
-                            td { (r.notification.receiver) }
-                            td {
+                            td data-label="Status" { (r.notification.status.as_str()) }
+                            td data-label="Receiver" { (r.notification.receiver) }
+                            td data-label="Outcome" {
                                 (r.state.as_str())
                                 @if let Some(by) = &r.suppressed_by { " (" (by) ")" }
                                 @if let Some(e) = &r.last_error { br; span.muted { (e) } }
                             }
-                            td { (utc(r.created_at)) }
-                            td { @if let Some(t) = r.delivered_at { (utc(t)) } }
-                            td.num { (r.attempts) }
+                            td data-label="Queued" { (utc(r.created_at)) }
+                            td data-label="Delivered" { @if let Some(t) = r.delivered_at { (utc(t)) } }
+                            td.num data-label="Attempts" { (r.attempts) }
                         }
                     } }
                 } }

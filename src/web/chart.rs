@@ -11,12 +11,12 @@ use rust_decimal::prelude::FromPrimitive;
 
 use super::format;
 
-const WIDTH: f64 = 640.0;
-const HEIGHT: f64 = 200.0;
-const LEFT: f64 = 72.0;
+const WIDTH: f64 = 560.0;
+const HEIGHT: f64 = 220.0;
+const LEFT: f64 = 76.0;
 const RIGHT: f64 = 8.0;
 const TOP: f64 = 10.0;
-const BOTTOM: f64 = 24.0;
+const BOTTOM: f64 = 26.0;
 
 /// How the y axis labels its values.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,7 +163,9 @@ fn value_range(panel: &Panel) -> Option<(f64, f64)> {
         hi += pad;
     }
     let pad = (hi - lo) * 0.05;
-    Some((lo - pad, hi + pad))
+    // Spend that never went negative keeps zero as the floor (no "-$102" axis label).
+    let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+    Some(((lo - pad).max(floor), hi + pad))
 }
 
 fn has_data(panel: &Panel) -> bool {

@@ -21,7 +21,7 @@ section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:.6rem
 p{overflow-wrap:anywhere}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;width:100%}
-th,td{text-align:left;padding:.3rem .45rem;border-bottom:1px solid #e7e9ee;vertical-align:top;overflow-wrap:anywhere}
+th,td{text-align:left;padding:.3rem .45rem;border-bottom:1px solid #e7e9ee;vertical-align:top;overflow-wrap:break-word}
 th{font-weight:600;font-size:.85rem;color:#4a5263}
 td.num{text-align:right;white-space:nowrap}
 .muted{color:#6b7385}
@@ -42,7 +42,7 @@ svg.chart circle.series{stroke:none}
 svg.chart .series-cost{stroke:#1d2330}svg.chart circle.series-cost{fill:#1d2330}
 svg.chart .series-numerator{stroke:#c2410c}svg.chart circle.series-numerator{fill:#c2410c}
 svg.chart .series-denominator{stroke:#0f766e}svg.chart circle.series-denominator{fill:#0f766e}
-svg.chart text{font-size:11px;fill:#4a5263}
+svg.chart text{font-size:14px;fill:#4a5263}
 svg.chart .no-data{font-size:14px}
 svg.sparkline{fill:none;stroke:#1d2330;stroke-width:1.5;vertical-align:middle}
 svg.sparkline circle{fill:#1d2330;stroke:none}
@@ -51,6 +51,13 @@ form input{width:100%;max-width:24rem;padding:.35rem;font:inherit}
 form button{margin-top:.6rem;padding:.4rem .9rem;font:inherit}
 dl{display:grid;grid-template-columns:minmax(6rem,max-content) 1fr;gap:.2rem .75rem;margin:0}
 dt{font-weight:600;color:#4a5263}dd{margin:0;overflow-wrap:anywhere}
+@media (max-width:40rem){
+table.stack thead{display:none}
+table.stack tr{display:block;border-bottom:1px solid #dde1e7;padding:.3rem 0}
+table.stack td{display:block;border:0;padding:.1rem 0}
+table.stack td[data-label]::before{content:attr(data-label) ": ";font-weight:600;color:#4a5263}
+table.stack td.num{text-align:left}
+}
 "#;
 
 /// The whole page around `body`.

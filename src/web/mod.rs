@@ -10,6 +10,8 @@ pub mod layout;
 pub mod overview;
 pub mod rules;
 pub mod sources;
+#[cfg(test)]
+mod tests;
 
 use axum::Router;
 use axum::routing::{get, post};

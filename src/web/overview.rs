@@ -60,7 +60,11 @@ pub fn alert_title(alert: &AlertRecord) -> String {
         let basis = label(alert, "basis");
         title.push_str(&format!(
             " {} ≥ {level}%",
-            if basis.is_empty() { "spend" } else { basis }
+            if basis == "forecast" {
+                "forecast"
+            } else {
+                "spend"
+            }
         ));
     }
     title
@@ -68,7 +72,7 @@ pub fn alert_title(alert: &AlertRecord) -> String {
 
 pub fn alert_rows(listed: &[&Listed], now: Timestamp) -> Markup {
     html! {
-        div.scroll { table {
+        div.scroll { table.stack {
             thead { tr { th { "State" } th { "Alert" } th { "Account" } th { "Since" } th { "Summary" } } }
             tbody {
                 @for l in listed {
@@ -79,14 +83,14 @@ pub fn alert_rows(listed: &[&Listed], now: Timestamp) -> Markup {
                             @if !l.silenced_by.is_empty() { " " span.badge.silenced title=(l.silenced_by.join(", ")) { "silenced" } }
                             @if !l.inhibited_by.is_empty() { " " span.badge.silenced title=(l.inhibited_by.join(", ")) { "inhibited" } }
                         }
-                        td { a href={ "/alerts/" (a.fingerprint) } { (alert_title(a)) } }
-                        td { (label(a, "account")) }
-                        td {
+                        td data-label="Alert" { a href={ "/alerts/" (a.fingerprint) } { (alert_title(a)) } }
+                        td data-label="Account" { (label(a, "account")) }
+                        td data-label="Since" {
                             @if let Some(t) = a.fired_at.or(a.active_at) {
                                 span title=(utc(t)) { (relative(t, now)) }
                             }
                         }
-                        td { (a.summary) }
+                        td data-label="Summary" { (a.summary) }
                     }
                 }
             }
@@ -128,15 +132,15 @@ fn render(s: &ServerState) -> Result<Markup, PageError> {
             h2 { "Sources" }
             @if status.newest_data.is_empty() { p.muted { "No data received yet." } }
             @else {
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Source" } th { "Account" } th { "Newest data" } th { "Lag" } } }
                     tbody {
                         @for ((source, account), at) in &status.newest_data {
                             tr {
-                                td { a href="/sources" { (source) } }
-                                td { (account) }
-                                td { (utc(*at)) }
-                                td.num { (short_duration(now.duration_since(*at).as_secs().max(0) as u64)) }
+                                td data-label="Source" { a href="/sources" { (source) } }
+                                td data-label="Account" { (account) }
+                                td data-label="Newest data" { (utc(*at)) }
+                                td.num data-label="Lag" { (short_duration(now.duration_since(*at).as_secs().max(0) as u64)) }
                             }
                         }
                     }

@@ -42,13 +42,13 @@ fn render(s: &ServerState) -> Result<maud::Markup, PageError> {
                     @if let Some(e) = &r.last_error { dt { "Error" } dd { (e) } }
                 }
                 @if !r.instances.is_empty() {
-                    div.scroll { table {
+                    div.scroll { table.stack {
                         thead { tr { th { "Account" } th { "Verdict" } th { "Detail (or why it waits for data)" } } }
                         tbody { @for i in &r.instances {
                             tr {
-                                td { (i.labels.get("account").map(String::as_str).unwrap_or("")) }
-                                td { (i.outcome) }
-                                td { (i.detail) }
+                                td data-label="Account" { (i.labels.get("account").map(String::as_str).unwrap_or("")) }
+                                td data-label="Verdict" { (i.outcome) }
+                                td data-label="Detail" { (i.detail) }
                             }
                         } }
                     } }

@@ -32,7 +32,7 @@ fn render(s: &ServerState) -> maud::Markup {
                 h2 { (source) }
                 p { "Last successful poll: "
                     @if let Some(t) = status.last_poll.get(*source) { (when(*t, now)) } @else { "never" } }
-                div.scroll { table {
+                div.scroll { table.stack {
                     thead { tr { th { "Account" } th { "Newest data" } th { "Lag" } th { "Failed polls by reason" } } }
                     tbody { @for account in accts {
                         @let newest = status.newest_data.get(&(source.to_string(), account.to_string()));
@@ -41,10 +41,10 @@ fn render(s: &ServerState) -> maud::Markup {
                             .map(|((_, _, reason), n)| format!("{reason}: {n}"))
                             .collect();
                         tr {
-                            td { (account) }
-                            td { @if let Some(t) = newest { (when(*t, now)) } @else { "none yet" } }
-                            td.num { @if let Some(t) = newest { (short_duration(now.duration_since(*t).as_secs().max(0) as u64)) } }
-                            td { @if errors.is_empty() { span.muted { "none" } } @else { (errors.join(", ")) } }
+                            td data-label="Account" { (account) }
+                            td data-label="Newest data" { @if let Some(t) = newest { (when(*t, now)) } @else { "none yet" } }
+                            td.num data-label="Lag" { @if let Some(t) = newest { (short_duration(now.duration_since(*t).as_secs().max(0) as u64)) } }
+                            td data-label="Failed polls" { @if errors.is_empty() { span.muted { "none" } } @else { (errors.join(", ")) } }
                         }
                     } }
                 } }
