@@ -89,13 +89,22 @@ async fn every_page_renders_and_escapes_billing_text() {
         let (status, html) = get(&format!("{base}{path}")).await;
         assert_eq!(status, 200, "{path}: {html}");
         assert!(html.contains(r#"name="viewport""#), "{path}");
-        assert!(!html.contains(HOSTILE), "{path} shows raw markup from a label");
+        assert!(
+            !html.contains(HOSTILE),
+            "{path} shows raw markup from a label"
+        );
     }
     let (_, html) = get(&format!("{base}/alerts/f00dfeed")).await;
-    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{html}"
+    );
     assert!(html.contains(r#"id="silence""#) && html.contains(r#"type="password""#));
     let (_, overview) = get(&format!("{base}/")).await;
-    assert!(overview.contains(r#"href="/alerts/f00dfeed""#), "{overview}");
+    assert!(
+        overview.contains(r#"href="/alerts/f00dfeed""#),
+        "{overview}"
+    );
     let (status, missing) = get(&format!("{base}/alerts/nope")).await;
     assert_eq!(status, 404);
     assert!(missing.contains("no alert with fingerprint"), "{missing}");
@@ -117,25 +126,43 @@ async fn the_silence_form_checks_the_token_and_input_then_redirects() {
     let r = post_form(&url, &form("2h", "wrong")).await;
     assert_eq!(r.status(), 401);
     assert!(!r.text().await.unwrap().contains(TOKEN));
-    assert_eq!(post_form(&url, &form("2h", "")).await.status(), 401, "no token at all");
+    assert_eq!(
+        post_form(&url, &form("2h", "")).await.status(),
+        401,
+        "no token at all"
+    );
     for bad in ["soon", "0s", "365d", ""] {
         let r = post_form(&url, &form(bad, TOKEN)).await;
         assert_eq!(r.status(), 400, "{bad:?}");
         let page = r.text().await.unwrap();
-        assert!(page.contains("duration") && page.contains("<html"), "{page}");
+        assert!(
+            page.contains("duration") && page.contains("<html"),
+            "{page}"
+        );
     }
     let r = post_form(
         &url,
-        &[("duration", "2h"), ("comment", " "), ("created_by", "ana"), ("token", TOKEN)],
+        &[
+            ("duration", "2h"),
+            ("comment", " "),
+            ("created_by", "ana"),
+            ("token", TOKEN),
+        ],
     )
     .await;
     assert_eq!(r.status(), 400, "the API's own checks apply");
-    assert!(store.silences().unwrap().is_empty(), "nothing stored by failed posts");
+    assert!(
+        store.silences().unwrap().is_empty(),
+        "nothing stored by failed posts"
+    );
 
     let r = post_form(&url, &form("90m", TOKEN)).await;
     assert_eq!(r.status(), 303);
     let location = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(location.starts_with("/alerts/f00dfeed?silenced="), "{location}");
+    assert!(
+        location.starts_with("/alerts/f00dfeed?silenced="),
+        "{location}"
+    );
     let silences = store.silences().unwrap();
     assert_eq!(silences.len(), 1);
     let mut matchers = silences[0].matchers.clone();
@@ -147,7 +174,10 @@ async fn the_silence_form_checks_the_token_and_input_then_redirects() {
             "alertname=\"unit-cost\"".to_string()
         ]
     );
-    let minutes = silences[0].ends_at.duration_since(silences[0].starts_at).as_mins();
+    let minutes = silences[0]
+        .ends_at
+        .duration_since(silences[0].starts_at)
+        .as_mins();
     assert!((89..=90).contains(&minutes), "{minutes}");
 
     // The bearer header works in place of the field; the page then shows it silenced.
@@ -160,7 +190,10 @@ async fn the_silence_form_checks_the_token_and_input_then_redirects() {
         .unwrap();
     assert_eq!(r.status(), 303);
     let (_, page) = get(&format!("{base}{location}")).await;
-    assert!(page.contains(r#"id="silenced""#) && page.contains(r#"id="notice""#), "{page}");
+    assert!(
+        page.contains(r#"id="silenced""#) && page.contains(r#"id="notice""#),
+        "{page}"
+    );
     let (_, overview) = get(&format!("{base}/")).await;
     assert!(overview.contains(">silenced<"), "{overview}");
 }
@@ -169,11 +202,19 @@ async fn the_silence_form_checks_the_token_and_input_then_redirects() {
 async fn without_a_token_the_form_explains_and_refuses() {
     let (base, store) = serve(None).await;
     let (_, page) = get(&format!("{base}/alerts/f00dfeed")).await;
-    assert!(page.contains("Silencing from this page is disabled"), "{page}");
+    assert!(
+        page.contains("Silencing from this page is disabled"),
+        "{page}"
+    );
     assert!(!page.contains(r#"type="password""#));
     let r = post_form(
         &format!("{base}/alerts/f00dfeed/silence"),
-        &[("duration", "2h"), ("comment", "c"), ("created_by", "b"), ("token", "x")],
+        &[
+            ("duration", "2h"),
+            ("comment", "c"),
+            ("created_by", "b"),
+            ("token", "x"),
+        ],
     )
     .await;
     assert_eq!(r.status(), 403);
