@@ -176,7 +176,7 @@ fn ratio_panels(
         return Ok(Charts::None(format!("spend is in {}, not money", num.unit)));
     };
 
-    let offset_index = windows.len() - shown;
+    let offset_index = windows.len().saturating_sub(shown);
     let mut spend = Vec::with_capacity(shown);
     let mut traffic = Vec::with_capacity(shown);
     let mut cost = Vec::with_capacity(shown);
@@ -225,7 +225,7 @@ fn ratio_panels(
             }
         });
     }
-    let shown_from = windows[offset_index].1;
+    let shown_from = windows.get(offset_index).map_or(first.1, |w| w.1);
     let panel = |title: String, format: ValueFormat, line: Line, band| Panel {
         title,
         format,
