@@ -29,6 +29,8 @@ pub const DEFAULT_DEMO_LISTEN: &str = "127.0.0.1:9750";
 /// One 30-day month in 60 s.
 pub const DEFAULT_SPEED: f64 = 43_200.0;
 pub(crate) const WEBHOOK_SECRET: &str = "demo-webhook-signing-key";
+/// The file in the demo's directory holding its API token (fresh for every run).
+pub const API_TOKEN_FILE: &str = "api-token";
 
 /// Midnight UTC on the first of `at`'s month: where the simulated month begins.
 pub fn month_start(at: Timestamp) -> anyhow::Result<Timestamp> {
@@ -195,6 +197,10 @@ token = {{ file = "{slack_token}" }}
 channel = "{slack_channel}"
 api_url = "http://{sim_addr}/slack/api"
 
+# Silencing from the alert pages (and POST /api/v1/silences) needs this bearer token.
+[api]
+token = {{ file = "{api_token_file}" }}
+
 # Links in every message: the alert on this spendwatch, a Grafana panel.
 [links]
 external_url = "http://{listen}"
@@ -227,6 +233,7 @@ equal = ["alertname", "account"]
         threescale_token = dir.join("threescale-token").display(),
         secret_file = dir.join("webhook-secret").display(),
         slack_token = dir.join("slack-token").display(),
+        api_token_file = dir.join(API_TOKEN_FILE).display(),
         slack_channel = sim::slack::DEFAULT_CHANNEL,
     )
 }
@@ -359,6 +366,9 @@ pub async fn stage(options: &StageOptions) -> anyhow::Result<Stage> {
     )?;
     std::fs::write(dir.join("threescale-token"), sim::threescale::ACCESS_TOKEN)?;
     std::fs::write(dir.join("slack-token"), sim::slack::DEFAULT_BOT_TOKEN)?;
+    // Random per run: `--listen 0.0.0.0:…` must not expose a token anyone can read here.
+    let api_token = hex::encode(rand::random::<[u8; 16]>());
+    std::fs::write(dir.join(API_TOKEN_FILE), &api_token)?;
     let config_path = dir.join("spendwatch.toml");
     let timeout = humantime::format_duration(options.source_timeout).to_string();
     std::fs::write(
@@ -547,7 +557,10 @@ pub async fn run(
         "  simulated clock starts {}",
         stage.origin.strftime("%Y-%m-%d %H:%M UTC")
     );
+    println!("  pages:     http://{}/", stage.metrics_addr);
     println!("  metrics:   http://{}/metrics", stage.metrics_addr);
+    let api_token = std::fs::read_to_string(stage.dir.join(API_TOKEN_FILE))?;
+    println!("  api token: {api_token}  (silence alerts from their pages)");
     println!(
         "  simulator: http://{}   config: {}",
         stage.sim_addr,

@@ -21,6 +21,7 @@ pub mod sim;
 pub mod soak;
 pub mod sources;
 pub mod store;
+pub mod web;
 
 /// Installs the one TLS crypto provider (ring) for this process. Idempotent; every HTTP
 /// client is built after calling it, because reqwest without a provider panics.

@@ -665,6 +665,54 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// What the `/sources` page shows, read back from the families above: per source its
+    /// last successful poll, per account its newest data time and poll errors by reason.
+    pub fn source_status(&self) -> SourceStatus {
+        type Sample = (std::collections::BTreeMap<String, String>, f64);
+        fn samples(c: &dyn Collector, value: fn(&prometheus::proto::Metric) -> f64) -> Vec<Sample> {
+            c.collect()
+                .iter()
+                .flat_map(|family| family.get_metric().iter())
+                .map(|m| {
+                    let labels = m
+                        .get_label()
+                        .iter()
+                        .map(|l| (l.name().to_string(), l.value().to_string()))
+                        .collect();
+                    (labels, value(m))
+                })
+                .collect()
+        }
+        let last_poll = samples(&self.last_successful_poll, |m| m.get_gauge().get_value())
+            .into_iter()
+            .filter_map(|(labels, v)| {
+                Some((labels.get("source")?.clone(), seconds_to_timestamp(v)?))
+            })
+            .collect();
+        let poll_errors = samples(&self.poll_errors, |m| m.get_counter().get_value())
+            .into_iter()
+            .filter_map(|(labels, v)| {
+                let label = |name: &str| labels.get(name).cloned();
+                Some((
+                    (label("source")?, label("account")?, label("reason")?),
+                    v as u64,
+                ))
+            })
+            .collect();
+        let newest_data = self
+            .newest_data
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .into_iter()
+            .collect();
+        SourceStatus {
+            last_poll,
+            newest_data,
+            poll_errors,
+        }
+    }
+
     pub fn budget_evaluated(&self, b: &BudgetSample<'_>) {
         self.budget
             .with_label_values(&[b.rule, b.account, b.currency])
@@ -910,4 +958,19 @@ mod tests {
         // A `|` in a help text is escaped, not a new column.
         assert!(table.contains("(bound = lower \\| upper)"), "{table}");
     }
+}
+
+fn seconds_to_timestamp(seconds: f64) -> Option<Timestamp> {
+    Timestamp::from_millisecond((seconds * 1000.0) as i64).ok()
+}
+
+/// Poll and data state per source and account, for the pages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceStatus {
+    /// Source → last successful poll.
+    pub last_poll: std::collections::BTreeMap<String, Timestamp>,
+    /// (source, account) → newest data time.
+    pub newest_data: std::collections::BTreeMap<(String, String), Timestamp>,
+    /// (source, account, reason) → failed polls.
+    pub poll_errors: std::collections::BTreeMap<(String, String, String), u64>,
 }

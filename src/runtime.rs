@@ -124,6 +124,10 @@ impl Runtime {
             store: self.store.clone(),
             inhibit_rules: Arc::new(self.config.inhibit_rules.clone()),
             api_token: self.config.api_token.clone(),
+            pages: Arc::new(crate::web::PageContext::new(
+                &self.config,
+                self.clock.clone(),
+            )),
         });
         let mut server_stop = shutdown.clone();
         tasks.spawn(async move {

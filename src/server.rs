@@ -35,6 +35,8 @@ pub struct ServerState {
     pub inhibit_rules: Arc<Vec<InhibitRule>>,
     /// Required as a bearer token by the write endpoints; without it they answer 403.
     pub api_token: Option<Secret>,
+    /// What the HTML pages need beyond the API's state: rules, links, the pipeline clock.
+    pub pages: Arc<crate::web::PageContext>,
 }
 
 /// The evaluator's latest state as the API shows it.
@@ -57,6 +59,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/api/v1/silences", get(list_silences).post(create_silence))
         .route("/api/v1/silences/{id}", delete(expire_silence))
         .route("/api/v1/notifications", get(notifications))
+        .merge(crate::web::routes())
         // A silence is a few hundred bytes; nothing the API takes needs more than this.
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BODY))
         .with_state(state)
@@ -105,7 +108,7 @@ impl From<crate::store::StoreError> for ApiError {
 pub const NO_TOKEN_MESSAGE: &str = "changing silences is disabled: set [api] token = { env = \"SPENDWATCH_API_TOKEN\" } in the config";
 
 /// The write endpoints need `Authorization: Bearer <[api] token>`.
-fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), ApiError> {
     use sha2::{Digest, Sha256};
     use subtle::ConstantTimeEq;
     let Some(token) = &s.api_token else {
@@ -128,7 +131,7 @@ fn authorize(s: &ServerState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-fn load_silences(store: &dyn Store) -> Result<Vec<Silence>, ApiError> {
+pub(crate) fn load_silences(store: &dyn Store) -> Result<Vec<Silence>, ApiError> {
     store
         .silences()?
         .iter()
@@ -156,6 +159,20 @@ async fn create_silence(
     let request: NewSilence = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid silence: {e}")))?;
     let now = Timestamp::now();
+    let silence = insert_silence(&s, &request, now)?;
+    Ok(Json(serde_json::json!({
+        "status": "success",
+        "data": {"silenceID": silence.id, "silence": silence.to_json(now)},
+    })))
+}
+
+/// Validates and stores a silence: the one path for the API and the alert page's form.
+/// The caller has already checked the token with [`authorize`].
+pub(crate) fn insert_silence(
+    s: &ServerState,
+    request: &NewSilence,
+    now: Timestamp,
+) -> Result<Silence, ApiError> {
     let silence = request
         .validate(now)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -163,10 +180,7 @@ async fn create_silence(
     tracing::info!(id = %silence.id, created_by = %silence.created_by,
         matchers = %silence.matchers.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
         ends_at = %silence.ends_at, "Silence created.");
-    Ok(Json(serde_json::json!({
-        "status": "success",
-        "data": {"silenceID": silence.id, "silence": silence.to_json(now)},
-    })))
+    Ok(silence)
 }
 
 async fn expire_silence(
@@ -268,7 +282,7 @@ async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
     )
 }
 
-fn view(s: &ServerState) -> EvalView {
+pub(crate) fn view(s: &ServerState) -> EvalView {
     s.status.read().map(|v| v.clone()).unwrap_or_default()
 }
 
@@ -373,6 +387,7 @@ mod tests {
                 equal: vec!["account".into()],
             }]),
             api_token: token.map(Secret::new),
+            pages: Arc::new(crate::web::PageContext::default()),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

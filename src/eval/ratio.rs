@@ -62,7 +62,7 @@ pub(crate) fn sample(
 }
 
 /// Windows to learn from: the history before the current window, filtered by seasonality.
-fn history_windows(
+pub(crate) fn history_windows(
     windows: &[(Timestamp, Timestamp)],
     current: (Timestamp, Timestamp),
     seasonality: Seasonality,

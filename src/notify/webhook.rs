@@ -31,7 +31,7 @@ use sha2::Sha256;
 use super::alertmanager::{annotation_set, generator_url, label_set, sanitize_label_name};
 use super::{Delivery, SendError};
 use crate::config::{Secret, WebhookFormat, WebhookReceiver};
-use crate::model::{Notification, NotificationGroup, NotificationStatus};
+use crate::model::{Link, Notification, NotificationGroup, NotificationStatus};
 
 pub const SIGNATURE_HEADER: &str = "X-Spendwatch-Signature";
 pub const TIMESTAMP_HEADER: &str = "X-Spendwatch-Timestamp";
@@ -57,6 +57,9 @@ struct Payload<'a> {
     threshold: &'a str,
     starts_at: String,
     ends_at: Option<String>,
+    /// The alert's page first (`[links] external_url`), then dashboard and console.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    links: &'a [Link],
 }
 
 #[derive(Serialize)]
@@ -84,6 +87,8 @@ struct AlertPayload<'a> {
     threshold: &'a str,
     starts_at: String,
     ends_at: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    links: &'a [Link],
 }
 
 /// Alertmanager's webhook body, version 4 (field order as Alertmanager writes it).
@@ -135,6 +140,7 @@ pub fn render(n: &Notification) -> Result<Vec<u8>, SendError> {
         threshold: &n.threshold,
         starts_at: n.starts_at.to_string(),
         ends_at: n.ends_at.map(|t| t.to_string()),
+        links: &n.links,
     })
 }
 
@@ -169,6 +175,7 @@ pub fn render_group(
                     threshold: &n.threshold,
                     starts_at: n.starts_at.to_string(),
                     ends_at: n.ends_at.map(|t| t.to_string()),
+                    links: &n.links,
                 })
                 .collect(),
         }),
@@ -379,6 +386,39 @@ mod tests {
         assert_eq!(body["startsAt"], "2026-11-12T00:00:00Z");
         assert!(body["endsAt"].is_null());
         assert_eq!(body["threshold"], "1000");
+        assert!(
+            body.get("links").is_none(),
+            "no links configured, none sent"
+        );
+    }
+
+    /// Issue 11: the on-call person follows the message to the alert's page.
+    #[test]
+    fn payload_links_to_the_alert_page_first() {
+        let mut n = notification();
+        n.links = vec![
+            Link {
+                title: "alert".into(),
+                url: "https://sw.example.com/alerts/fp".into(),
+            },
+            Link {
+                title: "silence".into(),
+                url: "https://sw.example.com/alerts/fp#silence".into(),
+            },
+        ];
+        let body: serde_json::Value = serde_json::from_slice(&render(&n).unwrap()).unwrap();
+        assert_eq!(body["links"][0]["title"], "alert");
+        assert_eq!(body["links"][0]["url"], "https://sw.example.com/alerts/fp");
+        let mut other = n.clone();
+        other.idempotency_key = "fp2-1-firing-hook".into();
+        let grouped: serde_json::Value = serde_json::from_slice(
+            &render_group(&group(vec![n, other]), WebhookFormat::Spendwatch).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            grouped["alerts"][1]["links"][1]["url"],
+            "https://sw.example.com/alerts/fp#silence"
+        );
     }
 
     fn group(alerts: Vec<Notification>) -> NotificationGroup {

@@ -3,6 +3,7 @@
 mod alertmanager;
 mod artifacts;
 mod bench_prometheus;
+mod browser;
 mod cli;
 mod deploy;
 mod e2e;
