@@ -13,6 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 pub use postgres::{PostgresStore, postgres_target};
+pub(crate) use postgres::rustls_connector;
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreSettings;

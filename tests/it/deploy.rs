@@ -547,6 +547,7 @@ async fn probe_and_scrape_paths_answer() {
         store: Arc::new(spendwatch::store::SqliteStore::open_in_memory().unwrap()),
         inhibit_rules: Default::default(),
         api_token: None,
+        cluster: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
