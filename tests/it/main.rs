@@ -4,6 +4,7 @@ mod alertmanager;
 mod artifacts;
 mod bench_prometheus;
 mod cli;
+mod cluster;
 mod deploy;
 mod e2e;
 mod faults;
