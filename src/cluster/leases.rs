@@ -188,7 +188,7 @@ impl LeaseClient {
         let live: Vec<String> = tx
             .query(
                 "SELECT id FROM cluster_replicas
-                 WHERE heartbeat_at > now() - $1 * interval '1 millisecond' ORDER BY id",
+                 WHERE heartbeat_at > now() - $1::bigint * interval '1 millisecond' ORDER BY id",
                 &[&lease_ms],
             )
             .await?
@@ -207,7 +207,7 @@ impl LeaseClient {
         // never wait for each other in opposite orders.
         let mut owned: Vec<String> = tx
             .query(
-                "UPDATE cluster_leases SET expires_at = now() + $2 * interval '1 millisecond'
+                "UPDATE cluster_leases SET expires_at = now() + $2::bigint * interval '1 millisecond'
                  WHERE key IN (SELECT key FROM cluster_leases WHERE owner = $1 ORDER BY key FOR UPDATE)
                  RETURNING key",
                 &[&me, &lease_ms],
@@ -233,7 +233,7 @@ impl LeaseClient {
                 .query(
                     "WITH prev AS (SELECT key, owner FROM cluster_leases WHERE key = ANY($2))
                      INSERT INTO cluster_leases (key, owner, acquired_at, expires_at)
-                     SELECT k, $1, now(), now() + $3 * interval '1 millisecond'
+                     SELECT k, $1, now(), now() + $3::bigint * interval '1 millisecond'
                      FROM unnest($2::text[]) AS k ORDER BY k
                      ON CONFLICT (key) DO UPDATE SET owner = excluded.owner,
                         acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
