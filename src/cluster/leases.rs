@@ -75,7 +75,7 @@ impl LeaseClient {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         // Visible in pg_stat_activity next to the store's connection.
-        config.application_name(&format!("spendwatch-cluster {replica}"));
+        config.application_name(format!("spendwatch-cluster {replica}"));
         let tls = match config.get_ssl_mode() {
             SslMode::Disable => None,
             _ => Some(crate::store::rustls_connector().map_err(fail)?),
@@ -111,12 +111,16 @@ impl LeaseClient {
         }
         if self.client.is_none() {
             let connected = match &self.tls {
-                None => self.config.connect(NoTls).await.map(|(client, connection)| {
-                    tokio::spawn(async move {
-                        let _ = connection.await;
-                    });
-                    client
-                }),
+                None => self
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map(|(client, connection)| {
+                        tokio::spawn(async move {
+                            let _ = connection.await;
+                        });
+                        client
+                    }),
                 Some(tls) => self
                     .config
                     .connect(tls.clone())

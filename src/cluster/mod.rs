@@ -315,7 +315,8 @@ impl Cluster {
         for key in &ready {
             self.releasing.remove(key);
         }
-        self.metrics.cluster_lease_changes("acquired", beat.acquired);
+        self.metrics
+            .cluster_lease_changes("acquired", beat.acquired);
         self.metrics
             .cluster_lease_changes("taken_over", beat.taken_over);
         self.metrics.cluster_lease_changes("released", ready.len());
@@ -403,7 +404,9 @@ mod tests {
     /// Each replica gets about 1/N of the keys, and removing one moves only its own keys.
     #[test]
     fn rendezvous_spreads_keys_and_moves_few() {
-        let keys: Vec<String> = (0..3000).map(|i| eval_key(&format!("030-{i:04}"))).collect();
+        let keys: Vec<String> = (0..3000)
+            .map(|i| eval_key(&format!("030-{i:04}")))
+            .collect();
         let three = replicas(3);
         let mut counts: HashMap<&str, usize> = HashMap::new();
         for k in &keys {
@@ -425,7 +428,10 @@ mod tests {
             .iter()
             .filter(|k| owner(k, &three) != owner(k, &four))
             .count();
-        assert!((600..=900).contains(&moved), "{moved} of 3000 moved to the 4th");
+        assert!(
+            (600..=900).contains(&moved),
+            "{moved} of 3000 moved to the 4th"
+        );
         assert_eq!(owner("x", &[]), None);
     }
 }

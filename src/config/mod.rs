@@ -388,7 +388,11 @@ fn validate_cluster(
             ClusterMode::Shard
         }
     };
-    let lease = c.positive_duration("cluster.lease", raw.lease.as_deref(), Duration::from_secs(30));
+    let lease = c.positive_duration(
+        "cluster.lease",
+        raw.lease.as_deref(),
+        Duration::from_secs(30),
+    );
     let heartbeat = c.positive_duration(
         "cluster.heartbeat",
         raw.heartbeat.as_deref(),
@@ -1562,6 +1566,50 @@ auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNS
         let errs = check(&hook(", format = \"xml\"")).unwrap_err();
         assert_eq!(errs[0].path, "receivers[0].webhook.format", "{errs:?}");
         assert!(errs[0].message.contains("alertmanager"), "{errs:?}");
+    }
+
+    #[test]
+    fn cluster_settings_default_with_postgres_and_are_refused_with_sqlite() {
+        let url = "postgresql://sw:pw@db.example/spend";
+        let (_dir, config) = with_pg_url(url, "");
+        let cluster = config
+            .unwrap()
+            .cluster
+            .expect("postgres: a cluster of one or more");
+        assert_eq!(cluster.mode, ClusterMode::Shard);
+        assert_eq!(
+            (cluster.lease, cluster.heartbeat),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert!(
+            cluster
+                .replica
+                .ends_with(&format!("-{}", std::process::id()))
+        );
+
+        let (_dir, config) = with_pg_url(
+            url,
+            "[cluster]\nreplica = \"sw-0\"\nmode = \"ha\"\nlease = \"3s\"\nheartbeat = \"1s\"\n",
+        );
+        let cluster = config.unwrap().cluster.unwrap();
+        assert_eq!(
+            (cluster.replica.as_str(), cluster.mode),
+            ("sw-0", ClusterMode::Ha)
+        );
+
+        let (_dir, errs) = with_pg_url(
+            url,
+            "[cluster]\nreplica = \"\"\nmode = \"ring\"\nlease = \"10s\"\nheartbeat = \"6s\"\n",
+        );
+        let paths: Vec<String> = errs.unwrap_err().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["cluster.replica", "cluster.mode", "cluster.heartbeat"]
+        );
+
+        let errs = check("[cluster]\nmode = \"ha\"\n").unwrap_err();
+        assert_eq!(errs[0].path, "cluster", "{errs:?}");
+        assert!(check("").unwrap().cluster.is_none());
     }
 
     #[test]

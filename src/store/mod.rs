@@ -12,8 +12,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-pub use postgres::{PostgresStore, postgres_target};
 pub(crate) use postgres::rustls_connector;
+pub use postgres::{PostgresStore, postgres_target};
 pub use sqlite::SqliteStore;
 
 use crate::config::StoreSettings;

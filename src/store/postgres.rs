@@ -37,7 +37,8 @@ use crate::model::{
 /// Times are milliseconds since the epoch (BIGINT), as in the SQLite store, so both keep the
 /// same precision; values are NUMERIC (exact); JSON documents are TEXT so they come back
 /// byte for byte. Keys and names are `COLLATE "C"`: byte order, as SQLite sorts them.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE series (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         canonical TEXT COLLATE \"C\" NOT NULL UNIQUE,
@@ -117,7 +118,8 @@ const MIGRATIONS: &[&str] = &["
         state TEXT NOT NULL,
         updated_ms BIGINT NOT NULL,
         PRIMARY KEY (rule, instance)
-    );", "
+    );",
+    "
     -- Replicas sharing this store and the leases that split the work between them
     -- (src/cluster). Times are PostgreSQL's own clock (now()), never a replica's.
     CREATE TABLE cluster_replicas (
@@ -132,7 +134,8 @@ const MIGRATIONS: &[&str] = &["
         acquired_at TIMESTAMPTZ NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL
     );
-    CREATE INDEX cluster_leases_by_owner ON cluster_leases (owner);"];
+    CREATE INDEX cluster_leases_by_owner ON cluster_leases (owner);",
+];
 
 /// How long a connection attempt may take unless the URL says (`connect_timeout`): an
 /// unreachable server fails the call instead of hanging a poll.

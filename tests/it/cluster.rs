@@ -72,7 +72,8 @@ impl Drop for Schema {
                 return;
             };
             rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&base, tokio_postgres::NoTls).await
                 {
                     tokio::spawn(conn);
                     let _ = client
@@ -284,7 +285,11 @@ fn expected_shares(replicas: &[String], accounts: usize) -> BTreeMap<String, usi
 
 /// Waits until the running replicas hold exactly the shares rendezvous hashing gives them,
 /// every one of them sees all of them live, and exactly one delivers notifications.
-async fn balanced(daemons: &[(&str, &Daemon)], accounts: usize, what: &str) -> Vec<serde_json::Value> {
+async fn balanced(
+    daemons: &[(&str, &Daemon)],
+    accounts: usize,
+    what: &str,
+) -> Vec<serde_json::Value> {
     let ids: Vec<String> = daemons.iter().map(|(id, _)| id.to_string()).collect();
     let expected = expected_shares(&ids, accounts);
     eventually(what, Duration::from_secs(30), || async {
@@ -326,7 +331,14 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
         .map(|id| {
             (
                 id,
-                replica_config(sim_addr, &schema, id, "shard", ACCOUNTS, ONE_ALERT_PER_MESSAGE),
+                replica_config(
+                    sim_addr,
+                    &schema,
+                    id,
+                    "shard",
+                    ACCOUNTS,
+                    ONE_ALERT_PER_MESSAGE,
+                ),
             )
         })
         .collect();
@@ -337,7 +349,11 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
     }
     let ids = ["r1", "r2", "r3"];
     let statuses = balanced(
-        &[("r1", &daemons[0]), ("r2", &daemons[1]), ("r3", &daemons[2])],
+        &[
+            ("r1", &daemons[0]),
+            ("r2", &daemons[1]),
+            ("r3", &daemons[2]),
+        ],
         ACCOUNTS,
         "three replicas holding their shares",
     )
@@ -358,7 +374,11 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
     };
     let expected = expected_shares(&ids.map(String::from), ACCOUNTS);
     for id in ids {
-        assert_eq!(per_replica(&window, id), expected[id], "{id}'s share: {expected:?}");
+        assert_eq!(
+            per_replica(&window, id),
+            expected[id],
+            "{id}'s share: {expected:?}"
+        );
     }
 
     // Three accounts overspend: three pages, whoever holds them.
@@ -408,13 +428,21 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
     );
     eprintln!("cluster: {victim_id}'s accounts held by the survivors {taken_over:?} after SIGKILL");
     // ... and polled by them: a newly held target is polled at once, not at the next round.
-    eventually("the victim's accounts polled by survivors", LEASE + HEARTBEAT + SLACK * 2, || async {
-        let since = pollers_since(&sim.polls(), killed_at);
-        victim_accounts
-            .iter()
-            .all(|a| since.get(a).is_some_and(|p| !p.contains(&user_agent(victim_id)) && !p.is_empty()))
-            .then_some(())
-    })
+    eventually(
+        "the victim's accounts polled by survivors",
+        LEASE + HEARTBEAT + SLACK * 2,
+        || async {
+            let since = pollers_since(&sim.polls(), killed_at);
+            victim_accounts
+                .iter()
+                .all(|a| {
+                    since
+                        .get(a)
+                        .is_some_and(|p| !p.contains(&user_agent(victim_id)) && !p.is_empty())
+                })
+                .then_some(())
+        },
+    )
     .await;
     all_delivered(&schema, 6, "the pages of the victim's accounts").await;
 
@@ -422,20 +450,42 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
     daemons[victim] = Daemon::start(&configs[victim].1).await;
     let restarted = Instant::now();
     balanced(
-        &[("r1", &daemons[0]), ("r2", &daemons[1]), ("r3", &daemons[2])],
+        &[
+            ("r1", &daemons[0]),
+            ("r2", &daemons[1]),
+            ("r3", &daemons[2]),
+        ],
         ACCOUNTS,
         "rebalanced after the restart",
     )
     .await;
-    eprintln!("cluster: rebalanced {:?} after the restart was ready", restarted.elapsed());
+    eprintln!(
+        "cluster: rebalanced {:?} after the restart was ready",
+        restarted.elapsed()
+    );
     let rebalanced_at = Timestamp::now();
-    polled_again(&sim, ACCOUNTS, rebalanced_at, 1, "a round after rebalancing").await;
+    polled_again(
+        &sim,
+        ACCOUNTS,
+        rebalanced_at,
+        1,
+        "a round after rebalancing",
+    )
+    .await;
     let window = pollers_since(&sim.polls(), rebalanced_at);
     for (account, pollers) in &window {
-        assert_eq!(pollers.len(), 1, "{account} polled by {pollers:?} after rebalancing");
+        assert_eq!(
+            pollers.len(),
+            1,
+            "{account} polled by {pollers:?} after rebalancing"
+        );
     }
     for id in ids {
-        assert_eq!(per_replica(&window, id), expected[id], "{id}'s share after the restart");
+        assert_eq!(
+            per_replica(&window, id),
+            expected[id],
+            "{id}'s share after the restart"
+        );
     }
 
     // Three accounts of the restarted replica overspend, then every overspent account is
@@ -460,12 +510,19 @@ async fn three_replicas_share_300_accounts_and_survive_a_kill() {
     let delivered = deliveries(&sim);
     assert_eq!(delivered.len(), 18, "{delivered:#?}");
     for (key, sends) in &delivered {
-        assert_eq!(sends.len(), 1, "{key} delivered {} times: {sends:?}", sends.len());
+        assert_eq!(
+            sends.len(),
+            1,
+            "{key} delivered {} times: {sends:?}",
+            sends.len()
+        );
     }
     let mut seen: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for sends in delivered.values() {
         for (status, account) in sends {
-            seen.entry(account.clone()).or_default().push(status.clone());
+            seen.entry(account.clone())
+                .or_default()
+                .push(status.clone());
         }
     }
     for account in &fired {
@@ -567,13 +624,17 @@ continue = true
     let b = Daemon::start(&configs[1]).await;
     let from = Timestamp::now();
     polled_again(&sim, ACCOUNTS, from, 2, "polls by both").await;
-    eventually("both replicas polling every account", Duration::from_secs(20), || async {
-        let pollers = pollers_since(&sim.polls(), from);
-        pollers
-            .values()
-            .all(|p| p.contains(&user_agent("a")) && p.contains(&user_agent("b")))
-            .then_some(())
-    })
+    eventually(
+        "both replicas polling every account",
+        Duration::from_secs(20),
+        || async {
+            let pollers = pollers_since(&sim.polls(), from);
+            pollers
+                .values()
+                .all(|p| p.contains(&user_agent("a")) && p.contains(&user_agent("b")))
+                .then_some(())
+        },
+    )
     .await;
     let (sa, sb) = (status(&a).await.expect("a"), status(&b).await.expect("b"));
     assert_eq!(sa["mode"], "ha");
@@ -590,7 +651,10 @@ continue = true
     for d in [&a, &b] {
         d.wait_metric(
             "resends accepted by Alertmanager",
-            &["spendwatch_alertmanager_resends_total", "outcome=\"delivered\""],
+            &[
+                "spendwatch_alertmanager_resends_total",
+                "outcome=\"delivered\"",
+            ],
             |v| v >= 1.0,
         )
         .await;
@@ -600,9 +664,15 @@ continue = true
         .iter()
         .filter(|x| x["labels"]["account"] == account.as_str())
         .collect();
-    assert_eq!(ours.len(), 1, "Alertmanager deduplicates the pair: {alerts:#?}");
+    assert_eq!(
+        ours.len(),
+        1,
+        "Alertmanager deduplicates the pair: {alerts:#?}"
+    );
     assert!(
-        ours[0]["labels"].as_object().is_some_and(|l| !l.keys().any(|k| k.contains("replica"))),
+        ours[0]["labels"]
+            .as_object()
+            .is_some_and(|l| !l.keys().any(|k| k.contains("replica"))),
         "{}",
         ours[0]
     );
@@ -610,13 +680,24 @@ continue = true
     overspend(sim_addr, &account, "-2000000").await;
     all_delivered(&schema, 4, "the resolution to both receivers").await;
     let delivered = deliveries(&sim);
-    assert_eq!(delivered.len(), 2, "one firing, one resolved: {delivered:#?}");
+    assert_eq!(
+        delivered.len(),
+        2,
+        "one firing, one resolved: {delivered:#?}"
+    );
     for (key, sends) in &delivered {
         assert_eq!(sends.len(), 1, "{key} delivered {} times", sends.len());
     }
-    eventually("the alert leaving Alertmanager", Duration::from_secs(20), || async {
-        let alerts = am.alerts().await;
-        (!alerts.iter().any(|x| x["labels"]["account"] == account.as_str())).then_some(())
-    })
+    eventually(
+        "the alert leaving Alertmanager",
+        Duration::from_secs(20),
+        || async {
+            let alerts = am.alerts().await;
+            (!alerts
+                .iter()
+                .any(|x| x["labels"]["account"] == account.as_str()))
+            .then_some(())
+        },
+    )
     .await;
 }
