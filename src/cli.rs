@@ -222,12 +222,18 @@ pub async fn poll_once(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitCode> {
+pub async fn sim(
+    listen: SocketAddr,
+    speed: Option<f64>,
+    accounts: usize,
+) -> anyhow::Result<ExitCode> {
     let clock = match speed {
         Some(s) => Clock::simulated(demo::month_start(jiff::Timestamp::now())?, s),
         None => Clock::System,
     };
-    let sim = Sim::new(clock, sim::world::demo_world());
+    let mut world = sim::world::demo_world();
+    world.extend(sim::world::rackspace_fleet(accounts));
+    let sim = Sim::new(clock, world);
     let (addr, _handle) = sim
         .start(listen)
         .await
@@ -239,6 +245,13 @@ pub async fn sim(listen: SocketAddr, speed: Option<f64>) -> anyhow::Result<ExitC
         sim::DEFAULT_USERNAME,
         sim::DEFAULT_API_KEY
     );
+    if accounts > 0 {
+        println!(
+            "  generated rackspace accounts: {accounts} ({} to {})",
+            sim::world::fleet_account_id(0),
+            sim::world::fleet_account_id(accounts - 1)
+        );
+    }
     println!(
         "  accounts: {}",
         sim::world::demo_world()

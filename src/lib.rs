@@ -7,6 +7,7 @@ pub mod alerting;
 pub mod backtest;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod detect;

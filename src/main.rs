@@ -99,6 +99,10 @@ enum Command {
         /// Run a simulated clock this many times faster than real time, from the start of this month.
         #[arg(long)]
         speed: Option<f64>,
+        /// Also serve this many generated Rackspace accounts (`030-00000`, ...; about
+        /// $1,000/day each), e.g. for several replicas sharing the polling.
+        #[arg(long, default_value_t = 0)]
+        accounts: usize,
     },
     /// Generate a large world into a real store and measure ingest, evaluation, /metrics and
     /// memory (see README "Performance").
@@ -264,7 +268,11 @@ fn main() -> ExitCode {
             Command::Run { config } => cli::run(&config).await,
             Command::Check { config } => cli::check(&config),
             Command::PollOnce { config, json } => cli::poll_once(&config, json).await,
-            Command::Sim { listen, speed } => cli::sim(listen, speed).await,
+            Command::Sim {
+                listen,
+                speed,
+                accounts,
+            } => cli::sim(listen, speed, accounts).await,
             Command::Bench {
                 accounts,
                 items,

@@ -114,6 +114,12 @@ pub struct Metrics {
     alertmanager_resends: IntCounterVec,
     notification_groups_waiting: IntGauge,
     silences_active: IntGauge,
+    cluster_held: IntGaugeVec,
+    cluster_delivering: IntGauge,
+    cluster_replicas_live: IntGauge,
+    cluster_lease_changes: IntCounterVec,
+    cluster_heartbeat_failures: prometheus::IntCounter,
+    cluster_last_heartbeat: Gauge,
 }
 
 /// What `# TYPE` says a family is.
@@ -452,6 +458,47 @@ impl Metrics {
                 "Notification groups with changes waiting for group_wait, group_interval or a retry.",
             ),
             silences_active: int_gauge(&r, "spendwatch_silences_active", "Silences in force now."),
+            cluster_held: int_gauge_vec(
+                &r,
+                "spendwatch_cluster_accounts_held",
+                "What this replica holds a lease on (role = poll: source targets it polls; evaluate: accounts it evaluates). Only with store.postgres.",
+                &["role"],
+            ),
+            cluster_delivering: int_gauge(
+                &r,
+                "spendwatch_cluster_delivering",
+                "1 while this replica holds the outbox lease and delivers notifications, else 0. Only with store.postgres.",
+            ),
+            cluster_replicas_live: int_gauge(
+                &r,
+                "spendwatch_cluster_replicas_live",
+                "Replicas whose heartbeat is younger than the lease, as this replica last saw them. Only with store.postgres.",
+            ),
+            cluster_lease_changes: counter_vec(
+                &r,
+                "spendwatch_cluster_lease_changes_total",
+                "Leases this replica acquired (free), took over (expired, from another replica), released (rebalancing) or lost (taken while it missed renewals).",
+                &["change"],
+            ),
+            cluster_heartbeat_failures: {
+                let c = prometheus::IntCounter::new(
+                    "spendwatch_cluster_heartbeat_failures_total",
+                    "Cluster heartbeats that failed (PostgreSQL unreachable or erroring); leases lapse after the lease time without one.",
+                )
+                .unwrap_or_else(|e| panic!("metric spendwatch_cluster_heartbeat_failures_total: {e}"));
+                r.add(
+                    c,
+                    MetricType::Counter,
+                    "spendwatch_cluster_heartbeat_failures_total",
+                    "Cluster heartbeats that failed (PostgreSQL unreachable or erroring); leases lapse after the lease time without one.",
+                    &[],
+                )
+            },
+            cluster_last_heartbeat: gauge(
+                &r,
+                "spendwatch_cluster_last_heartbeat_timestamp_seconds",
+                "PostgreSQL's time of this replica's last successful cluster heartbeat.",
+            ),
             registry: r,
         };
         let info = gauge_vec(
@@ -463,6 +510,40 @@ impl Metrics {
         info.with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1.0);
         m
+    }
+
+    /// The assignment after a successful cluster heartbeat.
+    pub fn cluster_assignment(
+        &self,
+        targets: usize,
+        accounts: usize,
+        delivering: bool,
+        live: usize,
+        at: Timestamp,
+    ) {
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cluster_held
+            .with_label_values(&["poll"])
+            .set(as_i64(targets));
+        self.cluster_held
+            .with_label_values(&["evaluate"])
+            .set(as_i64(accounts));
+        self.cluster_delivering.set(i64::from(delivering));
+        self.cluster_replicas_live.set(as_i64(live));
+        self.cluster_last_heartbeat
+            .set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    /// `change`: acquired, taken_over, released or lost.
+    pub fn cluster_lease_changes(&self, change: &str, n: usize) {
+        let counter = self.cluster_lease_changes.with_label_values(&[change]);
+        if n > 0 {
+            counter.inc_by(n as u64);
+        }
+    }
+
+    pub fn cluster_heartbeat_failed(&self) {
+        self.cluster_heartbeat_failures.inc();
     }
 
     /// Every family this build serves, in registration order.

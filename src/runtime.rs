@@ -12,8 +12,9 @@ use tokio::sync::{Notify, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::alerting::links::LinkBuilder;
-use crate::alerting::{AlertEvent, Alerting, Change};
-use crate::config::{Config, ReceiverConfig};
+use crate::alerting::{AlertEvent, Alerting, Change, Routes};
+use crate::cluster::{Cluster, ClusterError, HeldAccounts, Membership};
+use crate::config::{Config, ReceiverConfig, StoreSettings};
 use crate::eval::Evaluator;
 use crate::ingest::ZeroGuard;
 use crate::metrics::Metrics;
@@ -34,6 +35,8 @@ pub enum RuntimeError {
     Receiver(#[from] SendError),
     #[error("server: {0}")]
     Server(#[from] std::io::Error),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// Counters for the end-of-run summary.
@@ -104,7 +107,37 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<(), RuntimeError> {
         let ready = Arc::new(AtomicBool::new(false));
+        let mut tasks = JoinSet::new();
+
+        // With PostgreSQL, replicas split the work: join before polling, so this replica
+        // starts with its share and never polls what another one holds.
+        let mut built = Vec::new();
+        if let Some(settings) = &self.config.cluster {
+            crate::sources::http::identify_replica(&settings.replica);
+        }
+        for settings in &self.config.sources {
+            built.push(sources::build(settings)?);
+        }
+        let membership = match (&self.config.cluster, &self.config.store) {
+            (Some(settings), StoreSettings::Postgres { url }) => {
+                let poll_keys = built
+                    .iter()
+                    .flat_map(|s| {
+                        s.targets()
+                            .into_iter()
+                            .map(|t| crate::cluster::poll_key(s.name(), &t))
+                    })
+                    .collect();
+                let cluster =
+                    Cluster::join(settings, url.expose(), poll_keys, self.metrics.clone()).await?;
+                let membership = cluster.membership();
+                tasks.spawn(cluster.run(shutdown.clone()));
+                Some(membership)
+            }
+            _ => None,
+        };
         let shared = Arc::new(Shared {
+            membership: membership.clone(),
             clock: self.clock.clone(),
             max_series_per_source: self.config.max_series_per_source,
             zero_guard: ZeroGuard::new(self.config.confirm_zero_polls),
@@ -114,7 +147,6 @@ impl Runtime {
             evaluate_now: Notify::new(),
             dispatch_now: Notify::new(),
         });
-        let mut tasks = JoinSet::new();
 
         let status = Arc::new(std::sync::RwLock::new(EvalView::default()));
         let app = server::router(ServerState {
@@ -128,6 +160,7 @@ impl Runtime {
                 &self.config,
                 self.clock.clone(),
             )),
+            cluster: membership.clone(),
         });
         let mut server_stop = shutdown.clone();
         tasks.spawn(async move {
@@ -142,12 +175,8 @@ impl Runtime {
             }
         });
 
-        for settings in &self.config.sources {
-            tasks.spawn(poll_loop(
-                sources::build(settings)?,
-                shared.clone(),
-                shutdown.clone(),
-            ));
+        for source in built {
+            tasks.spawn(poll_loop(source, shared.clone(), shutdown.clone()));
         }
 
         let links = LinkBuilder::new(self.config.links.clone());
@@ -166,6 +195,8 @@ impl Runtime {
             evaluator: Evaluator::new(self.config.rules.clone()),
             alerting,
             interval: self.config.evaluation_interval,
+            routes: self.config.routes.clone(),
+            links: links.clone(),
             events,
             ready,
             status,
@@ -193,13 +224,17 @@ impl Runtime {
             }
         }
 
-        let dispatcher = Dispatcher::new(
+        let mut dispatcher = Dispatcher::new(
             &self.config.receivers,
             self.config.inhibit_rules.clone(),
             self.store.clone(),
             self.metrics.clone(),
             options.retry,
         )?;
+        if let Some(m) = &membership {
+            let m = m.clone();
+            dispatcher = dispatcher.with_gate(Arc::new(move || m.may_deliver()));
+        }
         tasks.spawn(dispatch_loop(
             dispatcher,
             options.dispatch_interval,
@@ -216,17 +251,10 @@ impl Runtime {
     }
 }
 
-/// Sleeps `d` of clock time, or returns early (true) when shutdown is requested.
-async fn sleep_or_stop(clock: &Clock, d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    tokio::select! {
-        _ = clock.sleep(d) => {}
-        _ = shutdown.wait_for(|s| *s) => return true,
-    }
-    *shutdown.borrow()
-}
-
 /// What every pipeline task shares.
 struct Shared {
+    /// In a cluster: what this replica holds. `None`: everything (SQLite, one process).
+    membership: Option<Arc<Membership>>,
     clock: Clock,
     max_series_per_source: usize,
     zero_guard: ZeroGuard,
@@ -332,7 +360,18 @@ fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(rand::random_range(0.9..1.1))
 }
 
-/// Polls every target of a source each interval, at most `concurrency` at a time.
+impl Shared {
+    /// Whether this replica polls `target` now (always, outside a cluster).
+    fn may_poll(&self, source: &str, target: &str) -> bool {
+        self.membership
+            .as_ref()
+            .is_none_or(|m| m.may_poll(source, target))
+    }
+}
+
+/// Polls every target of a source this replica holds each interval, at most `concurrency`
+/// at a time. Targets it gains between rounds are polled as soon as it gains them, so a
+/// takeover does not wait a whole interval.
 async fn poll_loop(
     source: Arc<dyn BillingSource>,
     shared: Arc<Shared>,
@@ -340,34 +379,91 @@ async fn poll_loop(
 ) {
     let _participant = shared.clock.participate();
     let limit = Arc::new(Semaphore::new(source.concurrency().max(1)));
+    let mut assignment = shared.membership.as_ref().map(|m| m.subscribe());
+    let held = |shared: &Shared| -> HashSet<String> {
+        source
+            .targets()
+            .into_iter()
+            .filter(|t| shared.may_poll(source.name(), t))
+            .collect()
+    };
     loop {
-        let mut round = JoinSet::new();
-        for target in source.targets() {
-            let (source, shared, limit) = (source.clone(), shared.clone(), limit.clone());
-            round.spawn(async move {
-                let Ok(_permit) = limit.acquire_owned().await else {
-                    return;
-                };
-                let polled = poll_target(
-                    source.as_ref(),
-                    &target,
-                    shared.clock.now(),
-                    &shared.metrics,
-                )
-                .await;
-                off_the_runtime(|| shared.record(source.name(), polled));
-            });
-        }
-        tokio::select! {
-            _ = async { while round.join_next().await.is_some() {} } => {}
-            _ = shutdown.wait_for(|s| *s) => {
-                round.abort_all();
-                return;
-            }
+        let mut polled = held(&shared);
+        if poll_round(&source, &shared, &limit, polled.clone(), &mut shutdown).await {
+            return;
         }
         shared.evaluate_now.notify_one();
-        if sleep_or_stop(&shared.clock, jittered(source.interval()), &mut shutdown).await {
+        let pause = shared.clock.sleep(jittered(source.interval()));
+        tokio::pin!(pause);
+        loop {
+            let gained = async {
+                match assignment.as_mut() {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let changed = tokio::select! {
+                _ = &mut pause => break,
+                _ = shutdown.wait_for(|s| *s) => return,
+                ok = gained => ok,
+            };
+            if !changed {
+                // The cluster task ended: keep to the interval.
+                assignment = None;
+                continue;
+            }
+            let new: HashSet<String> = held(&shared).difference(&polled).cloned().collect();
+            if new.is_empty() {
+                continue;
+            }
+            polled.extend(new.iter().cloned());
+            if poll_round(&source, &shared, &limit, new, &mut shutdown).await {
+                return;
+            }
+            shared.evaluate_now.notify_one();
+        }
+        if *shutdown.borrow() {
             return;
+        }
+    }
+}
+
+/// Polls `targets` (each checked again just before its poll); true when shutdown came.
+async fn poll_round(
+    source: &Arc<dyn BillingSource>,
+    shared: &Arc<Shared>,
+    limit: &Arc<Semaphore>,
+    targets: HashSet<String>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let mut round = JoinSet::new();
+    let mut targets: Vec<String> = targets.into_iter().collect();
+    targets.sort();
+    for target in targets {
+        let (source, shared, limit) = (source.clone(), shared.clone(), limit.clone());
+        round.spawn(async move {
+            let Ok(_permit) = limit.acquire_owned().await else {
+                return;
+            };
+            // The lease may have moved while this poll waited for its turn.
+            if !shared.may_poll(source.name(), &target) {
+                return;
+            }
+            let polled = poll_target(
+                source.as_ref(),
+                &target,
+                shared.clock.now(),
+                &shared.metrics,
+            )
+            .await;
+            off_the_runtime(|| shared.record(source.name(), polled));
+        });
+    }
+    tokio::select! {
+        _ = async { while round.join_next().await.is_some() {} } => false,
+        _ = shutdown.wait_for(|s| *s) => {
+            round.abort_all();
+            true
         }
     }
 }
@@ -387,6 +483,9 @@ struct Evaluation {
     evaluator: Evaluator,
     alerting: Alerting,
     interval: Duration,
+    /// To reload alert state when this replica gains accounts.
+    routes: Routes,
+    links: LinkBuilder,
     /// Alert changes, for the demo's printer.
     events: Option<mpsc::UnboundedSender<AlertEvent>>,
     ready: Arc<AtomicBool>,
@@ -398,11 +497,14 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
         evaluator,
         mut alerting,
         interval,
+        routes,
+        links,
         events,
         ready,
         status,
     } = task;
     let Shared {
+        membership,
         clock,
         store,
         metrics,
@@ -412,10 +514,35 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
         ..
     } = shared.as_ref();
     let _participant = clock.participate();
+    let mut generation = membership.as_ref().map(|m| m.accounts().0);
     loop {
         let at = clock.now();
+        // In a shard, evaluate only the held accounts. Their alert state was last written
+        // by whoever held them before: reload it whenever the held set changes.
+        let view: Arc<dyn Store> = match membership {
+            None => store.clone(),
+            Some(m) => {
+                let (current, accounts) = m.accounts();
+                m.evaluation_started(current);
+                if generation != Some(current) {
+                    match Alerting::restore(store.as_ref(), routes.clone()) {
+                        Ok(restored) => {
+                            alerting = restored.with_links(links.clone());
+                            generation = Some(current);
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "Reloading alert state for a new assignment failed; retried at the next evaluation.")
+                        }
+                    }
+                }
+                match accounts {
+                    Some(accounts) => Arc::new(HeldAccounts::new(store.clone(), accounts)),
+                    None => store.clone(),
+                }
+            }
+        };
         let (evaluation, applied) = off_the_runtime(|| {
-            let evaluation = evaluator.evaluate(store.as_ref(), at, metrics);
+            let evaluation = evaluator.evaluate(view.as_ref(), at, metrics);
             let applied = alerting.apply(
                 &evaluation.transitions,
                 at,
@@ -424,6 +551,9 @@ async fn evaluate_loop(task: Evaluation, shared: Arc<Shared>, mut shutdown: watc
             );
             (evaluation, applied)
         });
+        if let Some(m) = membership {
+            m.evaluation_finished();
+        }
         totals.evaluations.fetch_add(1, Ordering::Relaxed);
         match applied {
             Ok(changes) => {
@@ -555,6 +685,7 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
         let metrics = Arc::new(Metrics::new());
         let shared = Shared {
+            membership: None,
             clock: Clock::System,
             max_series_per_source: 2,
             zero_guard: ZeroGuard::new(3),

@@ -37,6 +37,8 @@ pub struct ServerState {
     pub api_token: Option<Secret>,
     /// What the HTML pages need beyond the API's state: rules, links, the pipeline clock.
     pub pages: Arc<crate::web::PageContext>,
+    /// This replica's share of the work, with `store.postgres`; `None` with SQLite.
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
 }
 
 /// The evaluator's latest state as the API shows it.
@@ -54,6 +56,7 @@ pub fn router(state: ServerState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/status", get(status))
         .route("/api/v1/rules", get(rules))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/silences", get(list_silences).post(create_silence))
@@ -332,6 +335,16 @@ async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
     }
 }
 
+/// The version and, in a cluster, this replica's leases (`cluster` is null with SQLite:
+/// one process holds everything).
+async fn status(State(s): State<ServerState>) -> impl IntoResponse {
+    Json(serde_json::json!({"status": "success", "data": {
+        "version": env!("CARGO_PKG_VERSION"),
+        "ready": s.ready.load(Ordering::Acquire),
+        "cluster": s.cluster.as_ref().map(|m| m.status()),
+    }}))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -388,6 +401,7 @@ mod tests {
             }]),
             api_token: token.map(Secret::new),
             pages: Arc::new(crate::web::PageContext::default()),
+            cluster: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

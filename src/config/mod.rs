@@ -89,6 +89,23 @@ pub struct RawConfig {
     pub api: routing::RawApi,
     #[serde(default)]
     pub links: RawLinks,
+    /// Only with `store.postgres`: how replicas share the accounts.
+    pub cluster: Option<RawCluster>,
+}
+
+/// `[cluster]`: replicas sharing one PostgreSQL store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    /// This replica's id, unique among the replicas; default: host name and process id.
+    pub replica: Option<String>,
+    /// `shard` (default: each account is polled and evaluated by one replica) or `ha`
+    /// (every replica covers every account; one delivers notifications).
+    pub mode: Option<String>,
+    /// How long a lease lasts without renewal (default 30s).
+    pub lease: Option<String>,
+    /// How often leases are renewed and the assignment recomputed (default 10s).
+    pub heartbeat: Option<String>,
 }
 
 /// URL templates for the links every notification carries.
@@ -297,6 +314,112 @@ pub struct Config {
     /// Bearer token for the API's write endpoints (silences).
     pub api_token: Option<Secret>,
     pub links: LinksConfig,
+    /// Set exactly when the store is PostgreSQL: replicas may share it.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How replicas split the work (`[cluster] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// Each account is polled and evaluated by exactly one live replica.
+    Shard,
+    /// Every replica polls and evaluates every account (an HA pair); one delivers.
+    Ha,
+}
+
+impl ClusterMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterMode::Shard => "shard",
+            ClusterMode::Ha => "ha",
+        }
+    }
+}
+
+/// Validated `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    pub replica: String,
+    pub mode: ClusterMode,
+    pub lease: Duration,
+    pub heartbeat: Duration,
+}
+
+/// Host name and process id: unique per process on a host, readable in `pg_stat_activity`.
+fn default_replica_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "spendwatch".into());
+    format!("{host}-{}", std::process::id())
+}
+
+fn validate_cluster(
+    raw: Option<&RawCluster>,
+    store: &StoreSettings,
+    c: &mut Checker,
+) -> Option<ClusterSettings> {
+    if matches!(store, StoreSettings::Sqlite { .. }) {
+        if raw.is_some() {
+            c.error(
+                "cluster",
+                "replicas share a PostgreSQL store: [cluster] needs [store.postgres] (SQLite is one process)",
+            );
+        }
+        return None;
+    }
+    let default = RawCluster::default();
+    let raw = raw.unwrap_or(&default);
+    let replica = match raw.replica.as_deref().map(str::trim) {
+        None => default_replica_id(),
+        Some(id) if id.is_empty() || id.len() > 200 || id.chars().any(char::is_control) => {
+            c.error(
+                "cluster.replica",
+                "must be 1–200 printable characters, e.g. \"spendwatch-0\"",
+            );
+            String::new()
+        }
+        Some(id) => id.to_string(),
+    };
+    let mode = match raw.mode.as_deref() {
+        None | Some("shard") => ClusterMode::Shard,
+        Some("ha") => ClusterMode::Ha,
+        Some(other) => {
+            c.error(
+                "cluster.mode",
+                format!("unknown mode {other:?}: \"shard\" or \"ha\""),
+            );
+            ClusterMode::Shard
+        }
+    };
+    let lease = c.positive_duration(
+        "cluster.lease",
+        raw.lease.as_deref(),
+        Duration::from_secs(30),
+    );
+    let heartbeat = c.positive_duration(
+        "cluster.heartbeat",
+        raw.heartbeat.as_deref(),
+        Duration::from_secs(10),
+    );
+    // A lease must survive one missed heartbeat, or a short hiccup moves every account.
+    if heartbeat * 2 > lease {
+        c.error(
+            "cluster.heartbeat",
+            format!(
+                "must be at most half of cluster.lease ({}), e.g. lease = \"30s\", heartbeat = \"10s\"",
+                humantime::format_duration(lease)
+            ),
+        );
+    }
+    Some(ClusterSettings {
+        replica,
+        mode,
+        lease,
+        heartbeat,
+    })
 }
 
 /// Where history and alert state live (`[store]`): exactly one backend.
@@ -887,6 +1010,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
     );
     let inhibit_rules = routing::validate_inhibit_rules(&raw.inhibit_rules, &mut c);
     let api_token = routing::validate_api(&raw.api, &mut c);
+    let cluster = validate_cluster(raw.cluster.as_ref(), &store, &mut c);
 
     if c.errors.is_empty() {
         Ok(Config {
@@ -902,6 +1026,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             routes,
             inhibit_rules,
             api_token,
+            cluster,
         })
     } else {
         Err(c.errors)
@@ -1455,6 +1580,50 @@ auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNS
         let errs = check(&hook(", format = \"xml\"")).unwrap_err();
         assert_eq!(errs[0].path, "receivers[0].webhook.format", "{errs:?}");
         assert!(errs[0].message.contains("alertmanager"), "{errs:?}");
+    }
+
+    #[test]
+    fn cluster_settings_default_with_postgres_and_are_refused_with_sqlite() {
+        let url = "postgresql://sw:pw@db.example/spend";
+        let (_dir, config) = with_pg_url(url, "");
+        let cluster = config
+            .unwrap()
+            .cluster
+            .expect("postgres: a cluster of one or more");
+        assert_eq!(cluster.mode, ClusterMode::Shard);
+        assert_eq!(
+            (cluster.lease, cluster.heartbeat),
+            (Duration::from_secs(30), Duration::from_secs(10))
+        );
+        assert!(
+            cluster
+                .replica
+                .ends_with(&format!("-{}", std::process::id()))
+        );
+
+        let (_dir, config) = with_pg_url(
+            url,
+            "[cluster]\nreplica = \"sw-0\"\nmode = \"ha\"\nlease = \"3s\"\nheartbeat = \"1s\"\n",
+        );
+        let cluster = config.unwrap().cluster.unwrap();
+        assert_eq!(
+            (cluster.replica.as_str(), cluster.mode),
+            ("sw-0", ClusterMode::Ha)
+        );
+
+        let (_dir, errs) = with_pg_url(
+            url,
+            "[cluster]\nreplica = \"\"\nmode = \"ring\"\nlease = \"10s\"\nheartbeat = \"6s\"\n",
+        );
+        let paths: Vec<String> = errs.unwrap_err().into_iter().map(|e| e.path).collect();
+        assert_eq!(
+            paths,
+            ["cluster.replica", "cluster.mode", "cluster.heartbeat"]
+        );
+
+        let errs = check("[cluster]\nmode = \"ha\"\n").unwrap_err();
+        assert_eq!(errs[0].path, "cluster", "{errs:?}");
+        assert!(check("").unwrap().cluster.is_none());
     }
 
     #[test]

@@ -130,6 +130,9 @@ impl RetryPolicy {
     }
 }
 
+/// Whether this process may deliver now.
+pub type DeliveryGate = Arc<dyn Fn() -> bool + Send + Sync>;
+
 const UNKNOWN_RECEIVER: &str = "unknown_receiver";
 
 /// Open rows read per pass: far more than a storm produces between two passes.
@@ -141,6 +144,9 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     policy: RetryPolicy,
     inhibit_rules: Vec<InhibitRule>,
+    /// Asked before every pass and every send: in a cluster only the holder of the outbox
+    /// lease delivers, so two replicas never send the same group.
+    gate: Option<DeliveryGate>,
     /// Test hook: stop after a send was acknowledged and before it is recorded, as a
     /// crash would.
     #[cfg(test)]
@@ -183,9 +189,20 @@ impl Dispatcher {
             metrics,
             policy,
             inhibit_rules,
+            gate: None,
             #[cfg(test)]
             crash_after_send: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Delivers only while `gate` says so (checked before each pass and each send).
+    pub fn with_gate(mut self, gate: DeliveryGate) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    fn may_deliver(&self) -> bool {
+        self.gate.as_ref().is_none_or(|gate| gate())
     }
 
     /// Delivers everything due now (wall clock).
@@ -196,6 +213,10 @@ impl Dispatcher {
     /// One pass at `now`: mute, group, send what is due, record each send as one transaction.
     pub async fn deliver_due_at(&self, now: Timestamp) -> Result<PassStats, StoreError> {
         let mut stats = PassStats::default();
+        // Another replica delivers; this one neither sends nor changes rows.
+        if !self.may_deliver() {
+            return Ok(stats);
+        }
         let rows = self.store.open_outbox(MAX_OPEN_ROWS)?;
         let groups = self.store.load_groups()?;
         // Inhibition needs the firing alerts, and group members are checked against them;
@@ -244,6 +265,10 @@ impl Dispatcher {
                 "Notification held back or released.");
         }
         for send in &plan.sends {
+            // The lease may have lapsed during a slow send: the next holder sends the rest.
+            if !self.may_deliver() {
+                break;
+            }
             self.deliver(send, &rows, now, &mut stats).await?;
         }
         self.refresh_gauges(now, plan.waiting_groups, muter.active_silences())?;

@@ -153,6 +153,7 @@ impl Harness {
                 max_backoff: Duration::from_secs(60),
             },
             inhibit_rules: self.rules.clone(),
+            gate: None,
             crash_after_send: std::sync::atomic::AtomicBool::new(false),
         }
     }

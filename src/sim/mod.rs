@@ -49,6 +49,20 @@ pub(crate) struct Inner {
     pub random_faults: Option<(RandomFaults, StdRng)>,
     pub stats: SimStats,
     pub webhooks: receiver::Received,
+    /// Every billing poll (first page of a Rackspace account), in arrival order.
+    pub polls: Vec<PollRecord>,
+}
+
+/// Poll records kept (about 30 MB).
+pub const MAX_POLL_RECORDS: usize = 200_000;
+
+/// One billing poll as the simulator saw it: which account, who asked, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollRecord {
+    pub account: String,
+    /// The `User-Agent` (spendwatch names its replica there in a cluster).
+    pub requester: String,
+    pub at: jiff::Timestamp,
 }
 
 /// Shared simulator state.
@@ -78,6 +92,7 @@ impl Sim {
                 random_faults: None,
                 stats: SimStats::default(),
                 webhooks: receiver::Received::default(),
+                polls: Vec::new(),
             })),
         }
     }
@@ -156,6 +171,11 @@ impl Sim {
             .filter(|a| a.api == api)
             .cloned()
             .collect()
+    }
+
+    /// Every billing poll recorded so far (Rackspace accounts, first pages), in order.
+    pub fn polls(&self) -> Vec<PollRecord> {
+        self.lock().polls.clone()
     }
 
     /// Drops the queued faults (the random schedule stays as set).

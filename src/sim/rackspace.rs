@@ -95,6 +95,22 @@ pub async fn estimated_charges(
             inner.stats.unauthorized += 1;
             return fault_body(StatusCode::UNAUTHORIZED, "Error", "Unauthorized");
         }
+        if q.marker.unwrap_or(0) == 0 {
+            let requester = headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            // Bounded, for a simulator left running: the oldest half goes.
+            if inner.polls.len() >= super::MAX_POLL_RECORDS {
+                inner.polls.drain(..super::MAX_POLL_RECORDS / 2);
+            }
+            inner.polls.push(super::PollRecord {
+                account: ran.clone(),
+                requester,
+                at: jiff::Timestamp::now(),
+            });
+        }
     }
     let fault = sim.take_fault("rackspace");
     if let Some(f) = &fault

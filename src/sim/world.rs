@@ -495,6 +495,35 @@ impl SimItem {
     }
 }
 
+/// Id of the `index`-th account of [`rackspace_fleet`].
+pub fn fleet_account_id(index: usize) -> String {
+    format!("030-{index:05}")
+}
+
+/// `n` Rackspace accounts (USD, `030-00000`, `030-00001`, ...) for tests and benchmarks at
+/// scale: about $1,000 a day each, so every poll a second apart sees a new period-to-date
+/// value (to the cent), and no incidents: alerts come from injected adjustments only.
+pub fn rackspace_fleet(n: usize) -> Vec<SimAccount> {
+    (0..n)
+        .map(|i| SimAccount {
+            api: Api::Rackspace,
+            id: fleet_account_id(i),
+            name: format!("Fleet account {i}"),
+            currency: "USD".into(),
+            cycle_day: 1,
+            items: vec![
+                // 7,000 instance-hours a day at $0.12 = $840/day.
+                item("CLOUD_SERVERS", "UPTIME", "HRS", 7_000, 0.0, "0.12"),
+                item("CLOUD_FILES", "STORAGE", "GB", 1_600, 0.0, "0.10"),
+            ],
+            incidents: Vec::new(),
+            adjustments: Vec::new(),
+            traffic: steady_traffic("requests", 1_000.0),
+            extra: BTreeMap::new(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -195,6 +195,25 @@ pub fn new_request_id() -> String {
     format!("{:016x}", rand::random::<u64>())
 }
 
+/// The replica id of this process, when it is one of several (see [`identify_replica`]).
+static REPLICA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Names this process's replica in the `User-Agent` of every billing API request, so the
+/// provider's logs (and the simulator) show which replica polled. Set once, before the
+/// sources are built; later calls are ignored.
+pub fn identify_replica(replica: &str) {
+    let _ = REPLICA.set(replica.to_string());
+}
+
+/// `spendwatch/0.1.0`, or `spendwatch/0.1.0 (replica r1)` in a cluster.
+pub fn user_agent() -> String {
+    let product = concat!("spendwatch/", env!("CARGO_PKG_VERSION"));
+    match REPLICA.get() {
+        Some(replica) => format!("{product} (replica {replica})"),
+        None => product.to_string(),
+    }
+}
+
 #[derive(Clone)]
 pub struct ApiClient {
     http: reqwest::Client,
@@ -209,7 +228,7 @@ impl ApiClient {
         let http = reqwest::Client::builder()
             .timeout(policy.timeout)
             .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("spendwatch/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent())
             .build()
             .map_err(|e| {
                 PollError::new(PollErrorKind::Connect, format!("building HTTP client: {e}"))

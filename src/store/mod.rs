@@ -13,6 +13,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub(crate) use postgres::rustls_connector;
 pub use postgres::{PostgresStore, postgres_target};
 pub use sqlite::SqliteStore;
 

@@ -37,7 +37,8 @@ use crate::model::{
 /// Times are milliseconds since the epoch (BIGINT), as in the SQLite store, so both keep the
 /// same precision; values are NUMERIC (exact); JSON documents are TEXT so they come back
 /// byte for byte. Keys and names are `COLLATE "C"`: byte order, as SQLite sorts them.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE series (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         canonical TEXT COLLATE \"C\" NOT NULL UNIQUE,
@@ -117,7 +118,24 @@ const MIGRATIONS: &[&str] = &["
         state TEXT NOT NULL,
         updated_ms BIGINT NOT NULL,
         PRIMARY KEY (rule, instance)
-    );"];
+    );",
+    "
+    -- Replicas sharing this store and the leases that split the work between them
+    -- (src/cluster). Times are PostgreSQL's own clock (now()), never a replica's.
+    CREATE TABLE cluster_replicas (
+        id TEXT COLLATE \"C\" PRIMARY KEY,
+        mode TEXT NOT NULL,
+        started_at TIMESTAMPTZ NOT NULL,
+        heartbeat_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE cluster_leases (
+        key TEXT COLLATE \"C\" PRIMARY KEY,
+        owner TEXT COLLATE \"C\" NOT NULL,
+        acquired_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX cluster_leases_by_owner ON cluster_leases (owner);",
+];
 
 /// How long a connection attempt may take unless the URL says (`connect_timeout`): an
 /// unreachable server fails the call instead of hanging a poll.
@@ -360,7 +378,7 @@ fn target_of(config: &postgres::Config) -> String {
 
 /// TLS with the system's roots, through ring (the one crypto provider this binary uses).
 /// The server's certificate is always verified, whatever the sslmode.
-fn rustls_connector() -> Result<MakeRustlsConnect, String> {
+pub(crate) fn rustls_connector() -> Result<MakeRustlsConnect, String> {
     let loaded = rustls_native_certs::load_native_certs();
     let mut roots = rustls::RootCertStore::empty();
     roots.add_parsable_certificates(loaded.certs);

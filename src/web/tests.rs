@@ -57,6 +57,7 @@ async fn serve(token: Option<&str>) -> (String, Arc<dyn Store>) {
         inhibit_rules: Arc::new(Vec::new()),
         api_token: token.map(Secret::new),
         pages: Arc::new(super::PageContext::default()),
+        cluster: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -45,15 +45,15 @@ fn alertmanager_binary() -> PathBuf {
 }
 
 /// A real Alertmanager with its own config and storage; killed on drop.
-struct RealAlertmanager {
+pub(crate) struct RealAlertmanager {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl RealAlertmanager {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         init();
         let binary = alertmanager_binary();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -106,7 +106,7 @@ impl RealAlertmanager {
     }
 
     /// Active alerts (`GET /api/v2/alerts` leaves out those whose `endsAt` has passed).
-    async fn alerts(&self) -> Vec<serde_json::Value> {
+    pub(crate) async fn alerts(&self) -> Vec<serde_json::Value> {
         let response = reqwest::get(format!("{}/api/v2/alerts", self.base))
             .await
             .expect("GET /api/v2/alerts");

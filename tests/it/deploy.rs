@@ -548,6 +548,7 @@ async fn probe_and_scrape_paths_answer() {
         inhibit_rules: Default::default(),
         api_token: None,
         pages: Default::default(),
+        cluster: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();

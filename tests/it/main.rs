@@ -5,6 +5,7 @@ mod artifacts;
 mod bench_prometheus;
 mod browser;
 mod cli;
+mod cluster;
 mod deploy;
 mod e2e;
 mod faults;
