@@ -137,54 +137,74 @@ pub fn load_groups(
         metric: Some(selector.series.clone()),
         accounts: accounts.to_vec(),
     };
-    // Points first, spans after: a series that appears mid-period needs its group.
-    let mut loaded: BTreeMap<(String, String), Vec<Loaded>> = BTreeMap::new();
+    // Series arrive sorted by canonical key, source first, then account. With one source an
+    // account's series are contiguous, so its groups are built (points turned into spans)
+    // as soon as the next account starts, and no more than one account's points are held.
+    // Without a source, accounts of the same name in several sources are merged at the end.
+    let contiguous = selector.source.is_some();
+    let mut groups = Vec::new();
+    let mut pending: BTreeMap<(String, String), Vec<Loaded>> = BTreeMap::new();
     // The point before the range anchors cumulative values (and a run of an unchanged
     // value that started before it).
-    for (meta, mut points) in store.series_points(&filter, from, to, true)? {
+    store.visit_series_points(&filter, from, to, true, &mut |meta, mut points| {
         if !matches(&meta.key, selector) {
-            continue;
+            return Ok(());
         }
         // Nothing is known after `to` (a backtest's store holds the future too).
         for p in &mut points {
             p.last_seen = p.last_seen.min(to).max(p.at);
         }
-        loaded
+        if contiguous
+            && pending
+                .keys()
+                .next()
+                .is_some_and(|(account, _)| *account != meta.key.account)
+        {
+            groups.extend(
+                std::mem::take(&mut pending)
+                    .into_values()
+                    .filter_map(build_group),
+            );
+        }
+        pending
             .entry((meta.key.account.clone(), meta.unit.encode()))
             .or_default()
             .push((meta, points));
-    }
-    Ok(loaded
-        .into_values()
-        .filter_map(|members| {
-            let first = members.first()?;
-            let (account, unit) = (first.0.key.account.clone(), first.0.unit.clone());
-            let times: BTreeSet<Timestamp> = members
-                .iter()
-                .flat_map(|(_, p)| p.iter().map(|p| p.at))
-                .collect();
-            let series = members
-                .into_iter()
-                .map(|(meta, mut points)| {
-                    anchor_newcomer(meta.kind, &mut points, &times);
-                    let mut periods: Vec<crate::model::Period> =
-                        points.iter().filter_map(|p| p.period).collect();
-                    periods.dedup();
-                    SeriesSpans {
-                        periods,
-                        spans: spans(meta.kind, &points),
-                        key: meta.key,
-                        unit: meta.unit,
-                    }
-                })
-                .collect();
-            Some(Group {
-                account,
-                unit,
-                series,
-            })
+        Ok(())
+    })?;
+    groups.extend(pending.into_values().filter_map(build_group));
+    Ok(groups)
+}
+
+/// One account's series of one unit, points turned into spans. A series that appears
+/// mid-period needs the group's other series' times.
+fn build_group(members: Vec<Loaded>) -> Option<Group> {
+    let first = members.first()?;
+    let (account, unit) = (first.0.key.account.clone(), first.0.unit.clone());
+    let times: BTreeSet<Timestamp> = members
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.at))
+        .collect();
+    let series = members
+        .into_iter()
+        .map(|(meta, mut points)| {
+            anchor_newcomer(meta.kind, &mut points, &times);
+            let mut periods: Vec<crate::model::Period> =
+                points.iter().filter_map(|p| p.period).collect();
+            periods.dedup();
+            SeriesSpans {
+                periods,
+                spans: spans(meta.kind, &points),
+                key: meta.key,
+                unit: meta.unit,
+            }
         })
-        .collect())
+        .collect();
+    Some(Group {
+        account,
+        unit,
+        series,
+    })
 }
 
 /// One series as read: its metadata and points.

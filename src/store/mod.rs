@@ -276,6 +276,22 @@ pub trait Store: Send + Sync {
         Ok(out)
     }
 
+    /// `series_points`, handed to `visit` one series at a time in the same order, so a
+    /// caller can fold the series without holding every point of a rule at once.
+    fn visit_series_points(
+        &self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
+        visit: &mut dyn FnMut(SeriesMeta, Vec<Point>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        for (meta, points) in self.series_points(filter, from, to, anchored)? {
+            visit(meta, points)?;
+        }
+        Ok(())
+    }
+
     fn load_alerts(&self) -> Result<Vec<AlertRecord>, StoreError>;
     /// Saves an alert and enqueues its notifications in one transaction, so a crash
     /// can neither lose a notification nor send one for a state that was not saved.

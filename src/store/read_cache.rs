@@ -152,7 +152,10 @@ impl Entry {
     }
 
     fn compact_all(&mut self, points: Vec<Point>) -> Vec<Compact> {
-        points.into_iter().map(|p| self.compact(p)).collect()
+        // Not `collect()`: that would reuse the `Point` buffer, twice the size needed.
+        let mut out = Vec::with_capacity(points.len());
+        out.extend(points.into_iter().map(|p| self.compact(p)));
+        out
     }
 
     fn expand(&self, c: &Compact) -> Result<Point, StoreError> {
@@ -205,31 +208,29 @@ impl Entry {
             .collect();
     }
 
-    /// The points in `[from, to]` (and the anchor before `from`), as an uncached read.
-    fn answer(
-        &self,
-        from_ms: i64,
-        to_ms: i64,
-    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
-        self.series
-            .iter()
-            .map(|s| {
-                let inside = s.points.partition_point(|p| p.at_ms < from_ms);
-                let start = if self.anchored {
-                    inside.saturating_sub(1)
-                } else {
-                    inside
-                };
-                let end = s.points.partition_point(|p| p.at_ms <= to_ms).max(start);
-                let points = s.points[start..end]
-                    .iter()
-                    .map(|c| self.expand(c))
-                    .collect::<Result<Vec<Point>, StoreError>>()?;
-                Ok((s.meta.clone(), points))
-            })
-            .collect()
+    /// Hands each series with its points in `[from, to]` (and the anchor before `from`) to
+    /// `visit`, as an uncached read would list them, one series expanded at a time.
+    fn visit(&self, from_ms: i64, to_ms: i64, visit: &mut Visitor<'_>) -> Result<(), StoreError> {
+        for s in &self.series {
+            let inside = s.points.partition_point(|p| p.at_ms < from_ms);
+            let start = if self.anchored {
+                inside.saturating_sub(1)
+            } else {
+                inside
+            };
+            let end = s.points.partition_point(|p| p.at_ms <= to_ms).max(start);
+            let points = s.points[start..end]
+                .iter()
+                .map(|c| self.expand(c))
+                .collect::<Result<Vec<Point>, StoreError>>()?;
+            visit(s.meta.clone(), points)?;
+        }
+        Ok(())
     }
 }
+
+/// Receives one series and its points.
+pub(super) type Visitor<'a> = dyn FnMut(SeriesMeta, Vec<Point>) -> Result<(), StoreError> + 'a;
 
 impl ReadCache {
     /// An instant of a series was inserted or restated.
@@ -267,20 +268,38 @@ impl ReadCache {
         from: Timestamp,
         to: Timestamp,
         anchored: bool,
+        load: impl FnMut(&SeriesFilter, Timestamp, Timestamp, bool) -> Result<Vec<Loaded>, StoreError>,
+    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
+        let mut out = Vec::new();
+        self.read_each(filter, from, to, anchored, load, &mut |meta, points| {
+            out.push((meta, points));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `read`, handing the series to `visit` one at a time.
+    pub(super) fn read_each(
+        &mut self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
         mut load: impl FnMut(
             &SeriesFilter,
             Timestamp,
             Timestamp,
             bool,
         ) -> Result<Vec<Loaded>, StoreError>,
-    ) -> Result<Vec<(SeriesMeta, Vec<Point>)>, StoreError> {
+        visit: &mut Visitor<'_>,
+    ) -> Result<(), StoreError> {
         // One account's read (contributor tables, explanations) is small and one-off: caching
         // it would only push the rules' entries out.
         if filter.accounts.len() == 1 {
-            return Ok(load(filter, from, to, anchored)?
-                .into_iter()
-                .map(|(_, _, meta, points)| (meta, points))
-                .collect());
+            for (_, _, meta, points) in load(filter, from, to, anchored)? {
+                visit(meta, points)?;
+            }
+            return Ok(());
         }
         self.uses += 1;
         let key = EntryKey {
@@ -328,9 +347,9 @@ impl ReadCache {
         match self.entries.get_mut(&key) {
             Some(entry) => {
                 entry.last_used = uses;
-                entry.answer(from_ms, to_ms)
+                entry.visit(from_ms, to_ms, visit)
             }
-            None => Ok(Vec::new()),
+            None => Ok(()),
         }
     }
 }

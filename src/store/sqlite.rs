@@ -536,6 +536,26 @@ impl Store for SqliteStore {
         })
     }
 
+    fn visit_series_points(
+        &self,
+        filter: &SeriesFilter,
+        from: Timestamp,
+        to: Timestamp,
+        anchored: bool,
+        visit: &mut dyn FnMut(SeriesMeta, Vec<Point>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        let Inner { conn, reads, .. } = &mut *inner;
+        reads.read_each(
+            filter,
+            from,
+            to,
+            anchored,
+            |filter, from, to, anchored| load_series_points(conn, filter, from, to, anchored),
+            visit,
+        )
+    }
+
     fn points(
         &self,
         key: &SeriesKey,
