@@ -20,9 +20,43 @@ pub struct SeriesSpans {
     pub spans: Vec<Increment>,
     /// The billing periods its points belong to, oldest first.
     pub periods: Vec<crate::model::Period>,
+    /// Spans ordered by start and by end (as almost always): a window's spans are then
+    /// found by binary search instead of a scan of the whole lookback.
+    pub sorted: bool,
 }
 
 impl SeriesSpans {
+    /// The series' spans over the lookback, ordered.
+    pub fn new(
+        key: SeriesKey,
+        unit: Unit,
+        spans: Vec<Increment>,
+        periods: Vec<crate::model::Period>,
+    ) -> Self {
+        let sorted = spans
+            .windows(2)
+            .all(|w| w[0].from <= w[1].from && w[0].to <= w[1].to);
+        SeriesSpans {
+            key,
+            unit,
+            spans,
+            periods,
+            sorted,
+        }
+    }
+
+    /// What the series spent or used in `[start, end)`; `None` when not covered.
+    pub fn window(&self, start: Timestamp, end: Timestamp) -> Option<super::window::WindowAmount> {
+        let spans = if self.sorted {
+            let lo = self.spans.partition_point(|s| s.to <= start);
+            let hi = self.spans.partition_point(|s| s.from < end).max(lo);
+            &self.spans[lo..hi]
+        } else {
+            &self.spans[..]
+        };
+        window_amount(spans, start, end)
+    }
+
     /// Its data starts at or after `end`: it did not exist yet.
     fn born_after(&self, end: Timestamp) -> bool {
         self.spans
@@ -34,7 +68,7 @@ impl SeriesSpans {
 
     /// The amount in `[start, end)`: zero before the series existed, `None` when unknown.
     pub fn amount(&self, start: Timestamp, end: Timestamp) -> Option<Decimal> {
-        match window_amount(&self.spans, start, end) {
+        match self.window(start, end) {
             Some(w) => Some(w.amount),
             None if self.born_after(end) => Some(Decimal::ZERO),
             None => None,
@@ -74,7 +108,7 @@ impl Group {
         let mut total = Decimal::ZERO;
         let mut any = false;
         for s in &self.series {
-            match window_amount(&s.spans, start, end) {
+            match s.window(start, end) {
                 Some(w) => {
                     total += w.amount;
                     any = true;
@@ -103,12 +137,7 @@ impl Group {
     ) -> Vec<(&SeriesKey, Option<Decimal>)> {
         self.series
             .iter()
-            .map(|s| {
-                (
-                    &s.key,
-                    window_amount(&s.spans, start, end).map(|w| w.amount),
-                )
-            })
+            .map(|s| (&s.key, s.window(start, end).map(|w| w.amount)))
             .collect()
     }
 }
@@ -192,12 +221,7 @@ fn build_group(members: Vec<Loaded>) -> Option<Group> {
             let mut periods: Vec<crate::model::Period> =
                 points.iter().filter_map(|p| p.period).collect();
             periods.dedup();
-            SeriesSpans {
-                periods,
-                spans: spans(meta.kind, &points),
-                key: meta.key,
-                unit: meta.unit,
-            }
+            SeriesSpans::new(meta.key, meta.unit, spans(meta.kind, &points), periods)
         })
         .collect();
     Some(Group {
@@ -256,5 +280,58 @@ pub fn coverage_hint(group: &Group, start: Timestamp, end: Timestamp) -> String 
             MIN_COVERAGE * 100.0
         ),
         None => "no data yet".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary-searched window of ordered spans sums exactly what a scan of all spans
+    /// sums, for windows inside, across and outside the data, and with holes.
+    #[test]
+    fn a_window_of_ordered_spans_sums_what_a_full_scan_sums() {
+        let t = |h: i64| Timestamp::from_second(1_790_000_000 + h * 3600).unwrap();
+        let mut spans = Vec::new();
+        let mut h = 0;
+        for i in 0..200 {
+            // An hour of spend, sometimes a run of an unchanged value, sometimes a hole.
+            let length = 1 + (i % 3);
+            if i % 17 != 0 {
+                spans.push(Increment {
+                    from: t(h),
+                    to: t(h + length),
+                    amount: Decimal::from(i % 7),
+                });
+            }
+            h += length;
+        }
+        let series = SeriesSpans::new(
+            SeriesKey::new("s", "a", "m"),
+            Unit::Quantity("GB".into()),
+            spans.clone(),
+            Vec::new(),
+        );
+        assert!(series.sorted);
+        let mut compared = 0;
+        for start in (-30..h + 30).step_by(5) {
+            for length in [1, 4, 24, 100] {
+                let (from, to) = (t(start), t(start + length));
+                assert_eq!(series.window(from, to), window_amount(&spans, from, to));
+                compared += 1;
+            }
+        }
+        assert!(compared > 300);
+        let mut unordered = spans.clone();
+        unordered.swap(3, 40);
+        assert!(
+            !SeriesSpans::new(
+                SeriesKey::new("s", "a", "m"),
+                Unit::Quantity("GB".into()),
+                unordered,
+                Vec::new()
+            )
+            .sorted
+        );
     }
 }
