@@ -218,9 +218,13 @@ fn build_group(members: Vec<Loaded>) -> Option<Group> {
         .into_iter()
         .map(|(meta, mut points)| {
             anchor_newcomer(meta.kind, &mut points, &times);
-            let mut periods: Vec<crate::model::Period> =
-                points.iter().filter_map(|p| p.period).collect();
-            periods.dedup();
+            // Deduplicated as collected: a `collect` then `dedup` keeps a slot per point.
+            let mut periods: Vec<crate::model::Period> = Vec::new();
+            for period in points.iter().filter_map(|p| p.period) {
+                if periods.last() != Some(&period) {
+                    periods.push(period);
+                }
+            }
             SeriesSpans::new(meta.key, meta.unit, spans(meta.kind, &points), periods)
         })
         .collect();

@@ -422,6 +422,11 @@ fn refresh(
             let points = entry.compact_all(points);
             let cached = &mut entry.series[slot].points;
             cached.retain(|p| p.at_ms < cutoff_ms);
+            // Room for a day of hourly points, not the doubling `extend` would do: the
+            // front is trimmed as the back grows, so the length stays about the same.
+            if cached.capacity() < cached.len() + points.len() {
+                cached.reserve_exact(points.len() + 24);
+            }
             cached.extend(points);
         }
     }
