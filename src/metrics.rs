@@ -82,6 +82,9 @@ pub struct Metrics {
     gauge_times: Mutex<HashMap<String, Timestamp>>,
     /// Newest data time per (source, account), for the lag gauge.
     newest_data: Mutex<HashMap<(String, String), Timestamp>>,
+    /// (source, account) → last successful poll, for `/sources` (not exported: the
+    /// per-source gauge is enough for alerting, and this keeps an account label off it).
+    last_poll_by_account: Mutex<HashMap<(String, String), Timestamp>>,
     data_lag: GaugeVec,
     billing_period_end: GaugeVec,
     forecast: GaugeVec,
@@ -271,6 +274,7 @@ impl Metrics {
             data: data::DataGauges::new(DATA_FAMILIES),
             gauge_times: Mutex::new(HashMap::new()),
             newest_data: Mutex::new(HashMap::new()),
+            last_poll_by_account: Mutex::new(HashMap::new()),
             data_lag: gauge_vec(
                 &r,
                 "spendwatch_data_lag_seconds",
@@ -726,7 +730,11 @@ impl Metrics {
             .inc_by(n as u64);
     }
 
-    pub fn poll_succeeded(&self, source: &str, seconds: f64, now: jiff::Timestamp) {
+    pub fn poll_succeeded(&self, source: &str, account: &str, seconds: f64, now: jiff::Timestamp) {
+        self.last_poll_by_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((source.to_string(), account.to_string()), now);
         self.polls.with_label_values(&[source, "success"]).inc();
         self.poll_duration
             .with_label_values(&[source])
@@ -787,8 +795,16 @@ impl Metrics {
             .clone()
             .into_iter()
             .collect();
+        let last_poll_by_account = self
+            .last_poll_by_account
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .into_iter()
+            .collect();
         SourceStatus {
             last_poll,
+            last_poll_by_account,
             newest_data,
             poll_errors,
         }
@@ -1050,6 +1066,8 @@ fn seconds_to_timestamp(seconds: f64) -> Option<Timestamp> {
 pub struct SourceStatus {
     /// Source → last successful poll.
     pub last_poll: std::collections::BTreeMap<String, Timestamp>,
+    /// (source, account) → last successful poll.
+    pub last_poll_by_account: std::collections::BTreeMap<(String, String), Timestamp>,
     /// (source, account) → newest data time.
     pub newest_data: std::collections::BTreeMap<(String, String), Timestamp>,
     /// (source, account, reason) → failed polls.

@@ -93,7 +93,7 @@ pub async fn poll_target(
     .await;
     let seconds = started.elapsed().as_secs_f64();
     match &result {
-        Ok(_) => metrics.poll_succeeded(source.name(), seconds, Timestamp::now()),
+        Ok(_) => metrics.poll_succeeded(source.name(), target, seconds, Timestamp::now()),
         Err(e) => metrics.poll_failed(source.name(), target, e.kind.as_str(), seconds),
     }
     PollResult {

@@ -1,5 +1,5 @@
-//! `/sources`: per source its last successful poll; per account its newest data, lag and
-//! failed polls by reason.
+//! `/sources`: per source its last successful poll; per account its last successful poll,
+//! newest data, lag and failed polls by reason.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -21,6 +21,9 @@ fn render(s: &ServerState) -> maud::Markup {
     for (source, account, _) in status.poll_errors.keys() {
         accounts.entry(source).or_default().insert(account);
     }
+    for (source, account) in status.last_poll_by_account.keys() {
+        accounts.entry(source).or_default().insert(account);
+    }
     for source in status.last_poll.keys() {
         accounts.entry(source).or_default();
     }
@@ -33,15 +36,18 @@ fn render(s: &ServerState) -> maud::Markup {
                 p { "Last successful poll: "
                     @if let Some(t) = status.last_poll.get(*source) { (when(*t, now)) } @else { "never" } }
                 div.scroll { table.stack {
-                    thead { tr { th { "Account" } th { "Newest data" } th { "Lag" } th { "Failed polls by reason" } } }
+                    thead { tr { th { "Account" } th { "Last poll" } th { "Newest data" } th { "Lag" } th { "Failed polls by reason" } } }
                     tbody { @for account in accts {
-                        @let newest = status.newest_data.get(&(source.to_string(), account.to_string()));
+                        @let key = (source.to_string(), account.to_string());
+                        @let newest = status.newest_data.get(&key);
+                        @let polled = status.last_poll_by_account.get(&key);
                         @let errors: Vec<String> = status.poll_errors.iter()
                             .filter(|((s, a, _), _)| s == source && a == account)
                             .map(|((_, _, reason), n)| format!("{reason}: {n}"))
                             .collect();
                         tr {
                             td data-label="Account" { (account) }
+                            td data-label="Last poll" { @if let Some(t) = polled { (when(*t, now)) } @else { "never" } }
                             td data-label="Newest data" { @if let Some(t) = newest { (when(*t, now)) } @else { "none yet" } }
                             td.num data-label="Lag" { @if let Some(t) = newest { (short_duration(now.duration_since(*t).as_secs().max(0) as u64)) } }
                             td data-label="Failed polls" { @if errors.is_empty() { span.muted { "none" } } @else { (errors.join(", ")) } }

@@ -44,10 +44,14 @@ fn alert() -> AlertRecord {
 }
 
 async fn serve(token: Option<&str>) -> (String, Arc<dyn Store>) {
+    serve_with(token, Arc::new(Metrics::new())).await
+}
+
+async fn serve_with(token: Option<&str>, metrics: Arc<Metrics>) -> (String, Arc<dyn Store>) {
     crate::ensure_crypto_provider();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().unwrap());
     let state = ServerState {
-        metrics: Arc::new(Metrics::new()),
+        metrics,
         ready: Arc::new(AtomicBool::new(true)),
         status: Arc::new(RwLock::new(EvalView {
             rules: Vec::new(),
@@ -220,4 +224,35 @@ async fn without_a_token_the_form_explains_and_refuses() {
     .await;
     assert_eq!(r.status(), 403);
     assert!(store.silences().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_sources_page_shows_each_accounts_last_poll_and_failures() {
+    let metrics = Arc::new(Metrics::new());
+    let polled: Timestamp = "2026-11-25T09:00:00Z".parse().unwrap();
+    metrics.poll_succeeded("rackspace-us", "020-1001", 0.2, polled);
+    metrics.poll_failed("rackspace-us", "020-2002", "auth", 0.1);
+    let (base, _) = serve_with(None, metrics).await;
+    let (status, html) = get(&format!("{base}/sources")).await;
+    assert_eq!(status, 200);
+    let row = |account: &str| {
+        let at = html
+            .find(account)
+            .unwrap_or_else(|| panic!("{account} missing: {html}"));
+        html[at..]
+            .split("</tr>")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        row("020-1001").contains("2026-11-25 09:00"),
+        "{}",
+        row("020-1001")
+    );
+    let failing = row("020-2002");
+    assert!(
+        failing.contains("never") && failing.contains("auth: 1"),
+        "{failing}"
+    );
 }
