@@ -1,6 +1,6 @@
 //! Selecting series for a rule and summing them per account over aligned windows.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use rust_decimal::Decimal;
@@ -210,14 +210,17 @@ pub fn load_groups(
 fn build_group(members: Vec<Loaded>) -> Option<Group> {
     let first = members.first()?;
     let (account, unit) = (first.0.key.account.clone(), first.0.unit.clone());
-    let times: BTreeSet<Timestamp> = members
+    let anchors: Vec<Option<Point>> = members
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|p| p.at))
+        .map(|(meta, points)| newcomer_anchor(meta.kind, points, &members))
         .collect();
     let series = members
         .into_iter()
-        .map(|(meta, mut points)| {
-            anchor_newcomer(meta.kind, &mut points, &times);
+        .zip(anchors)
+        .map(|((meta, mut points), anchor)| {
+            if let Some(anchor) = anchor {
+                points.insert(0, anchor);
+            }
             // Deduplicated as collected: a `collect` then `dedup` keeps a slot per point.
             let mut periods: Vec<crate::model::Period> = Vec::new();
             for period in points.iter().filter_map(|p| p.period) {
@@ -239,35 +242,28 @@ fn build_group(members: Vec<Loaded>) -> Option<Group> {
 type Loaded = (SeriesMeta, Vec<Point>);
 
 /// A line item that first shows up in a later poll of its account was zero at that
-/// account's previous data point (the source reports all items at once): anchor it there,
-/// so its first value is not spread back to the period start.
-fn anchor_newcomer(
-    kind: ObservationKind,
-    points: &mut Vec<Point>,
-    group_times: &BTreeSet<Timestamp>,
-) {
+/// account's previous data point (the source reports all items at once): the zero point
+/// to put before it there, so its first value is not spread back to the period start.
+fn newcomer_anchor(kind: ObservationKind, points: &[Point], group: &[Loaded]) -> Option<Point> {
     if !matches!(kind, ObservationKind::PeriodToDate | ObservationKind::Usage) {
-        return;
+        return None;
     }
-    let Some(first) = points.first().cloned() else {
-        return;
-    };
-    let Some(period) = first.period else {
-        return;
-    };
-    if let Some(&before) = group_times.range(..first.at).next_back()
-        && period.start <= before
-    {
-        points.insert(
-            0,
-            Point {
-                at: before,
-                last_seen: before,
-                period: Some(period),
-                value: Decimal::ZERO,
-            },
-        );
-    }
+    let first = points.first()?;
+    let period = first.period?;
+    // The group's newest time before this series' first point (points are sorted).
+    let before = group
+        .iter()
+        .filter_map(|(_, other)| {
+            let below = other.partition_point(|p| p.at < first.at);
+            below.checked_sub(1).map(|i| other[i].at)
+        })
+        .max()?;
+    (period.start <= before).then_some(Point {
+        at: before,
+        last_seen: before,
+        period: Some(period),
+        value: Decimal::ZERO,
+    })
 }
 
 /// How much of `[start, end)` the group's data covers, for "waiting" messages.
@@ -337,5 +333,52 @@ mod tests {
             )
             .sorted
         );
+    }
+
+    /// A line item first reported at the account's third poll was zero at the second: its
+    /// spend lands in the hour before it appeared, not spread back to the period start.
+    #[test]
+    fn a_line_item_that_appears_later_is_anchored_at_the_previous_poll() {
+        use crate::model::{Currency, Observation, Period};
+        let store = crate::store::SqliteStore::open_in_memory().unwrap();
+        let t = |h: i64| Timestamp::from_second(1_793_491_200 + h * 3600).unwrap();
+        let period = Period {
+            start: t(-48),
+            end: t(24 * 28),
+        };
+        let obs = |item: Option<&str>, h: i64, value: i64| Observation {
+            key: match item {
+                Some(i) => SeriesKey::new("rs", "020-1", "spend").with_label("item", i),
+                None => SeriesKey::new("rs", "020-1", "spend"),
+            },
+            at: t(h),
+            period: Some(period),
+            value: Decimal::from(value),
+            kind: ObservationKind::PeriodToDate,
+            unit: Unit::Money(Currency::new("USD").unwrap()),
+        };
+        store
+            .put_observations(&[
+                obs(None, 0, 10),
+                obs(None, 1, 12),
+                obs(None, 2, 19),
+                obs(Some("new"), 2, 5),
+            ])
+            .unwrap();
+        let selector = Selector {
+            source: Some("rs".into()),
+            series: "spend".into(),
+            matchers: BTreeMap::new(),
+        };
+        let groups = load_groups(&store, &selector, &[], t(0), t(2)).unwrap();
+        assert_eq!(groups.len(), 1);
+        let item = groups[0]
+            .series
+            .iter()
+            .find(|s| s.key.labels.contains_key("item"))
+            .unwrap();
+        assert_eq!(item.amount(t(1), t(2)), Some(Decimal::from(5)));
+        assert_eq!(item.amount(t(0), t(1)), Some(Decimal::ZERO));
+        assert_eq!(groups[0].window_sum(t(1), t(2)), Some(Decimal::from(12)));
     }
 }
