@@ -125,6 +125,63 @@ fn settings_id(rule: &AnomalyRule) -> String {
     )
 }
 
+/// What an anomaly rule reads: the watched groups, the traffic groups of a unit cost, and
+/// the ratio rule that defines it.
+type Inputs<'r> = (Vec<Group>, Vec<Group>, Option<&'r RatioRule>);
+
+fn load_inputs<'r>(
+    rule: &'r AnomalyRule,
+    store: &dyn Store,
+    from: Timestamp,
+    at: Timestamp,
+) -> Result<Inputs<'r>, EvalError> {
+    // What to watch: one instance per account and unit.
+    match &rule.input {
+        AnomalyInput::Series(selector) => Ok((
+            load_groups(store, selector, &rule.meta.accounts, from, at)?,
+            Vec::new(),
+            None,
+        )),
+        AnomalyInput::UnitCost {
+            rule: Some(ratio_rule),
+            ..
+        } => Ok((
+            load_groups(store, &ratio_rule.numerator, &rule.meta.accounts, from, at)?,
+            load_groups(store, &ratio_rule.denominator, &[], from, at)?,
+            Some(ratio_rule.as_ref()),
+        )),
+        AnomalyInput::UnitCost { ratio, rule: None } => Err(EvalError::Rule {
+            rule: rule.meta.name.clone(),
+            reason: format!("the ratio rule {ratio:?} it watches is not configured"),
+        }),
+    }
+}
+
+/// The instance a group is watched as; `Ok(Err(why))` when its traffic is missing.
+fn watch<'a>(
+    group: &'a Group,
+    ratio_rule: Option<&'a RatioRule>,
+    traffic_index: &ratio::Denominators<'a>,
+) -> Result<Result<Watched<'a>, String>, EvalError> {
+    let Some(ratio_rule) = ratio_rule else {
+        return Ok(Ok(Watched::Series(group)));
+    };
+    let Unit::Money(currency) = &group.unit else {
+        return Err(EvalError::Unit {
+            series: format!("{} numerator of {}", group.account, ratio_rule.meta.name),
+            unit: group.unit.to_string(),
+        });
+    };
+    Ok(traffic_index
+        .for_numerator(ratio_rule, group)?
+        .map(|traffic| Watched::UnitCost {
+            ratio: ratio_rule,
+            spend: group,
+            traffic,
+            currency: currency.clone(),
+        }))
+}
+
 pub fn evaluate(
     rule: &AnomalyRule,
     store: &dyn Store,
@@ -138,63 +195,62 @@ pub fn evaluate(
         return Ok(Vec::new());
     };
     let from = first.0 - window;
-
-    // What to watch: one instance per account and unit.
-    let (groups, traffic_groups, ratio_rule) = match &rule.input {
-        AnomalyInput::Series(selector) => (
-            load_groups(store, selector, &rule.meta.accounts, from, at)?,
-            Vec::new(),
-            None,
-        ),
-        AnomalyInput::UnitCost {
-            rule: Some(ratio_rule),
-            ..
-        } => (
-            load_groups(store, &ratio_rule.numerator, &rule.meta.accounts, from, at)?,
-            load_groups(store, &ratio_rule.denominator, &[], from, at)?,
-            Some(ratio_rule.as_ref()),
-        ),
-        AnomalyInput::UnitCost { ratio, rule: None } => {
-            return Err(EvalError::Rule {
-                rule: rule.meta.name.clone(),
-                reason: format!("the ratio rule {ratio:?} it watches is not configured"),
-            });
+    let settings = settings_id(rule);
+    // Stored detectors of these settings that can resume; an unreadable one relearns.
+    let mut saved: HashMap<String, (AnyDetector, DetectorState)> = HashMap::new();
+    for state in store.detector_states(&rule.meta.name)? {
+        if state.config != settings {
+            continue;
         }
-    };
+        match AnyDetector::restore(&state.state) {
+            Ok(detector) => {
+                saved.insert(state.instance.clone(), (detector, state));
+            }
+            Err(e) => {
+                tracing::warn!(rule = %rule.meta.name, instance = %state.instance, error = %e,
+                    "Stored detector state is unreadable; relearning from history.");
+            }
+        }
+    }
+    // A steady cycle learns only the windows since the last one: read from the oldest
+    // instance's last learned window (one window earlier, for the anchor), not the whole
+    // history. An instance that cannot resume (a new account, an unreadable state) learns
+    // the whole history, so then everything is read.
+    let resume_from = saved
+        .values()
+        .map(|(_, s)| s.learned_until)
+        .min()
+        .map(|t| (t - window).max(from))
+        .filter(|t| *t > from);
+    let mut loaded = load_inputs(rule, store, resume_from.unwrap_or(from), at)?;
+    if resume_from.is_some() {
+        let index = ratio::Denominators::new(&loaded.1);
+        let mut all_resumed = true;
+        for group in &loaded.0 {
+            if let Ok(watched) = watch(group, loaded.2, &index)?
+                && !saved.contains_key(&watched.instance())
+            {
+                all_resumed = false;
+                break;
+            }
+        }
+        if !all_resumed {
+            loaded = load_inputs(rule, store, from, at)?;
+        }
+    }
+    let (groups, traffic_groups, ratio_rule) = loaded;
 
     let traffic_index = ratio::Denominators::new(&traffic_groups);
-    let settings = settings_id(rule);
-    let mut saved: HashMap<String, DetectorState> = store
-        .detector_states(&rule.meta.name)?
-        .into_iter()
-        .map(|s| (s.instance.clone(), s))
-        .collect();
     let mut to_save = Vec::new();
     let mut out = Vec::new();
 
     for group in &groups {
         let mut t = base_transition(&rule.meta, "anomaly", &group.account);
-        let watched = match ratio_rule {
-            None => Watched::Series(group),
-            Some(ratio_rule) => {
-                let Unit::Money(currency) = &group.unit else {
-                    return Err(EvalError::Unit {
-                        series: format!("{} numerator of {}", group.account, ratio_rule.meta.name),
-                        unit: group.unit.to_string(),
-                    });
-                };
-                match traffic_index.for_numerator(ratio_rule, group)? {
-                    Ok(traffic) => Watched::UnitCost {
-                        ratio: ratio_rule,
-                        spend: group,
-                        traffic,
-                        currency: currency.clone(),
-                    },
-                    Err(why) => {
-                        out.push(waiting(t, at, &why));
-                        continue;
-                    }
-                }
+        let watched = match watch(group, ratio_rule, &traffic_index)? {
+            Ok(watched) => watched,
+            Err(why) => {
+                out.push(waiting(t, at, &why));
+                continue;
             }
         };
         if let Some(c) = watched.unit().currency() {
@@ -204,17 +260,7 @@ pub fn evaluate(
         let instance = watched.instance();
 
         // Resume the stored detector, or start one that learns the whole history once.
-        let resumed = saved
-            .remove(&instance)
-            .filter(|s| s.config == settings)
-            .and_then(|s| match AnyDetector::restore(&s.state) {
-                Ok(d) => Some((d, s)),
-                Err(e) => {
-                    tracing::warn!(rule = %rule.meta.name, instance = %instance, error = %e,
-                        "Stored detector state is unreadable; relearning from history.");
-                    None
-                }
-            });
+        let resumed = saved.remove(&instance);
         let (mut detector, mut state) = match resumed {
             Some(found) => found,
             None => (
