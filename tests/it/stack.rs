@@ -6,52 +6,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::artifacts::{self, PanelQuery};
-use crate::support::{BIN, eventually, free_addr};
+use crate::support::{BIN, Proc, eventually, free_addr};
 
 /// A child process killed (SIGKILL) and reaped on drop, with its output in a file.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("log file");
-        let err = file.try_clone().expect("log file");
-        let child = cmd
-            .stdout(Stdio::from(file))
-            .stderr(Stdio::from(err))
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-        Proc { child, log }
-    }
-
-    fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// Panics with the log if the process already exited.
-    fn assert_running(&mut self, what: &str) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{what} exited ({status}); its log:\n{}", self.log_tail());
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A tool from Debian's `prometheus` package; its absence is a failure, not a skip.
 fn tool(name: &str) -> PathBuf {
