@@ -14,8 +14,6 @@ use serde_json::Value;
 use crate::artifacts::{self, PanelQuery};
 use crate::support::{BIN, Proc, eventually, free_addr};
 
-/// A child process killed (SIGKILL) and reaped on drop, with its output in a file.
-
 /// A tool from Debian's `prometheus` package; its absence is a failure, not a skip.
 fn tool(name: &str) -> PathBuf {
     std::env::var_os("PATH")

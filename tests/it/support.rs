@@ -357,7 +357,7 @@ pub fn run_cli(args: &[&str], env: &[(&str, &str)], cwd: Option<&Path>) -> std::
     cmd.output().expect("run spendwatch")
 }
 
-/// A child process killed on drop, with its output in a file.
+/// A child process killed (SIGKILL) and reaped on drop, with its output in a file.
 pub struct Proc {
     child: Child,
     log: PathBuf,
