@@ -362,6 +362,11 @@ fn refresh(
     to_ms: i64,
     load: &mut impl FnMut(&SeriesFilter, Timestamp, Timestamp, bool) -> Result<Vec<Loaded>, StoreError>,
 ) -> Result<bool, StoreError> {
+    // Periods are interned as they come and never dropped: rebuild once they outnumber
+    // what the kept history can name (each series spans a few periods at most).
+    if entry.periods.len() > 4 * entry.series.len() + 1024 {
+        return Ok(false);
+    }
     let (from, to) = (instant(from_ms)?, instant(to_ms)?);
     // Everything after what the entry covers may be new (a backtest's store holds the future).
     let mut cutoff_ms = if to_ms > entry.to_ms {
