@@ -64,6 +64,11 @@ impl ZeroGuard {
                 out.accepted.push(o);
                 continue;
             }
+            // The usual case, a non-zero value with nothing held, needs no key.
+            if !o.value.is_zero() && held.is_empty() {
+                out.accepted.push(o);
+                continue;
+            }
             let canonical = o.key.canonical();
             if !o.value.is_zero() {
                 if let Some(dropped) = held.remove(&canonical) {
