@@ -68,9 +68,10 @@ struct Cached {
 struct Entry {
     filter: SeriesFilter,
     anchored: bool,
-    /// What the entry holds: every point in `[from_ms, to_ms]` (and the anchors).
+    /// What the entry holds: every point at or after `from_ms` (and the anchors), the
+    /// newest included: a later read learns what is new from the writes alone and asks the
+    /// backend nothing when nothing was written.
     from_ms: i64,
-    to_ms: i64,
     recent_from_ms: std::collections::VecDeque<i64>,
     /// Sorted by canonical key, as the uncached read answers.
     series: Vec<Cached>,
@@ -91,6 +92,8 @@ pub(super) struct ReadCache {
     /// Reads answered by refreshing an entry, and by reading everything.
     pub(super) refreshed: u64,
     pub(super) full_reads: u64,
+    /// Queries sent to the backend on behalf of cached entries.
+    pub(super) backend_queries: u64,
 }
 
 fn ms(t: Timestamp) -> i64 {
@@ -111,12 +114,11 @@ fn selects(filter: &SeriesFilter, key: &SeriesKey) -> bool {
 }
 
 impl Entry {
-    fn new(filter: &SeriesFilter, anchored: bool, from_ms: i64, to_ms: i64) -> Self {
+    fn new(filter: &SeriesFilter, anchored: bool, from_ms: i64) -> Self {
         Entry {
             filter: filter.clone(),
             anchored,
             from_ms,
-            to_ms,
             recent_from_ms: std::collections::VecDeque::from([from_ms]),
             series: Vec::new(),
             by_id: HashMap::new(),
@@ -302,6 +304,11 @@ impl ReadCache {
             return Ok(());
         }
         self.uses += 1;
+        let queries = &mut self.backend_queries;
+        let mut load = |filter: &SeriesFilter, from, to, anchored| {
+            *queries += 1;
+            load(filter, from, to, anchored)
+        };
         let key = EntryKey {
             source: filter.source.clone(),
             metric: filter.metric.clone(),
@@ -321,7 +328,7 @@ impl ReadCache {
                     .copied()
                     .min()
                     .unwrap_or(from_ms);
-                refresh(entry, keep_from_ms, to_ms.max(entry.to_ms), &mut load)?
+                refresh(entry, keep_from_ms, &mut load)?
             }
             _ => false,
         };
@@ -329,8 +336,10 @@ impl ReadCache {
             self.refreshed += 1;
         } else {
             self.full_reads += 1;
-            let mut entry = Entry::new(filter, anchored, from_ms, to_ms);
-            entry.replace(load(filter, from, to, anchored)?);
+            let mut entry = Entry::new(filter, anchored, from_ms);
+            // Everything from `from` on, not just to `to`: a backtest's store holds the
+            // future, and what lies after `to` is then already in memory for the next read.
+            entry.replace(load(filter, from, Timestamp::MAX, anchored)?);
             if !self.entries.contains_key(&key) && self.entries.len() >= MAX_ENTRIES {
                 let oldest = self
                     .entries
@@ -354,12 +363,11 @@ impl ReadCache {
     }
 }
 
-/// Brings an entry to `[from_ms, to_ms]` (`from_ms` not before what it holds).
-/// `Ok(false)`: too much changed, read it all again.
+/// Brings an entry up to the writes noted since its last read, holding from `from_ms` on
+/// (not before what it holds). `Ok(false)`: too much changed, read it all again.
 fn refresh(
     entry: &mut Entry,
     from_ms: i64,
-    to_ms: i64,
     load: &mut impl FnMut(&SeriesFilter, Timestamp, Timestamp, bool) -> Result<Vec<Loaded>, StoreError>,
 ) -> Result<bool, StoreError> {
     // Periods are interned as they come and never dropped: rebuild once they outnumber
@@ -367,13 +375,9 @@ fn refresh(
     if entry.periods.len() > 4 * entry.series.len() + 1024 {
         return Ok(false);
     }
-    let (from, to) = (instant(from_ms)?, instant(to_ms)?);
-    // Everything after what the entry covers may be new (a backtest's store holds the future).
-    let mut cutoff_ms = if to_ms > entry.to_ms {
-        entry.to_ms + 1
-    } else {
-        i64::MAX
-    };
+    let (from, to) = (instant(from_ms)?, Timestamp::MAX);
+    // The entry holds every stored point from `from_ms` on: only writes make anything new.
+    let mut cutoff_ms = i64::MAX;
     let mut reread = std::mem::take(&mut entry.new_accounts);
     for (slot, change) in std::mem::take(&mut entry.changes) {
         let Some(series) = entry.series.get_mut(slot) else {
@@ -414,7 +418,7 @@ fn refresh(
         fresh.extend(loaded.iter().map(|l| l.0));
         entry.replace(loaded);
     }
-    if cutoff_ms <= to_ms {
+    if cutoff_ms < i64::MAX {
         let cutoff = instant(cutoff_ms)?;
         for (id, _, _, points) in load(&entry.filter, cutoff, to, false)? {
             if fresh.contains(&id) {
@@ -445,6 +449,5 @@ fn refresh(
         series.points.drain(..drop);
     }
     entry.from_ms = from_ms;
-    entry.to_ms = to_ms;
     Ok(true)
 }

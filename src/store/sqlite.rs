@@ -1202,6 +1202,46 @@ mod tests {
         );
     }
 
+    /// A rule's next cycle with nothing written in between asks SQLite nothing, even when
+    /// its window moved on; a poll costs one query, and points stored ahead of a read
+    /// window (a backtest's future) are served once the window reaches them.
+    #[test]
+    fn the_read_cache_queries_sqlite_only_after_a_write() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut other = obs("2026-11-02T00:00:00Z", "1");
+        other.key.account = "020-2".into();
+        store
+            .put_observations(&[
+                obs("2026-11-02T00:00:00Z", "10"),
+                obs("2026-11-02T01:00:00Z", "12"),
+                obs("2026-11-02T03:00:00Z", "15"),
+                other,
+            ])
+            .unwrap();
+        let filter = SeriesFilter::default();
+        let t = |s: &str| s.parse::<Timestamp>().unwrap();
+        let queries = || store.lock().unwrap().reads.backend_queries;
+        let values = |to: &str| -> Vec<String> {
+            let read = store
+                .series_points(&filter, t("2026-11-02T00:00:00Z"), t(to), true)
+                .unwrap();
+            read[0].1.iter().map(|p| p.value.to_string()).collect()
+        };
+        assert_eq!(values("2026-11-02T01:30:00Z"), ["10", "12"]);
+        let after_first = queries();
+        assert_eq!(after_first, 1);
+        // The window moves on and reaches the point stored ahead of it: no query.
+        assert_eq!(values("2026-11-02T03:30:00Z"), ["10", "12", "15"]);
+        assert_eq!(queries(), after_first);
+        store
+            .put_observations(&[obs("2026-11-02T04:00:00Z", "16")])
+            .unwrap();
+        assert_eq!(values("2026-11-02T04:30:00Z"), ["10", "12", "15", "16"]);
+        assert_eq!(queries(), after_first + 1);
+        assert_eq!(values("2026-11-02T04:31:00Z"), ["10", "12", "15", "16"]);
+        assert_eq!(queries(), after_first + 1);
+    }
+
     /// A store file as schema version 2 left it, with outbox rows
     /// `(key, created_ms, delivered_ms)`.
     fn version_2_store(path: &std::path::Path, rows: &[(&str, i64, Option<i64>)]) {
