@@ -259,7 +259,7 @@ pub fn run(
         // Sub-second steps let a replay of a fast test run see a breach that lasted under a second.
         .max(Duration::from_millis(100));
     let step_signed = SignedDuration::try_from(step).unwrap_or(SignedDuration::from_hours(1));
-    let evaluator = Evaluator::new(config.rules.clone());
+    let evaluator = Evaluator::with_threads(config.rules.clone(), config.evaluation_threads);
     // No receivers: the replay notifies nobody.
     let mut alerting = Alerting::restore(store, crate::alerting::Routes::none())?;
     let metrics = Metrics::new();

@@ -121,6 +121,9 @@ enum Command {
         /// Measure the world a previous `--keep` run left in that directory, skipping ingest.
         #[arg(long, requires = "keep")]
         reuse: bool,
+        /// Rules evaluated at once (default: `[evaluation] threads`, the machine's cores).
+        #[arg(long)]
+        threads: Option<usize>,
         /// The world's last hour (RFC 3339, floored to the hour); default: the current hour.
         #[arg(long)]
         end: Option<jiff::Timestamp>,
@@ -279,6 +282,7 @@ fn main() -> ExitCode {
                 days,
                 keep,
                 reuse,
+                threads,
                 end,
                 openmetrics,
                 prometheus_rules,
@@ -290,6 +294,7 @@ fn main() -> ExitCode {
                     days,
                     dir: keep,
                     reuse,
+                    threads,
                     end,
                 };
                 if openmetrics.is_some() || prometheus_rules.is_some() {

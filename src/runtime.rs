@@ -192,7 +192,10 @@ impl Runtime {
             tracing::info!(rule = %event.alert.rule, fingerprint = %event.alert.fingerprint, "Resolved an alert of a removed rule.");
         }
         let evaluation = Evaluation {
-            evaluator: Evaluator::new(self.config.rules.clone()),
+            evaluator: Evaluator::with_threads(
+                self.config.rules.clone(),
+                self.config.evaluation_threads,
+            ),
             alerting,
             interval: self.config.evaluation_interval,
             routes: self.config.routes.clone(),

@@ -28,6 +28,8 @@ pub struct BenchOptions {
     /// Measure the world already in `dir` (written by an earlier run with the same size)
     /// instead of writing it again: for profiling evaluation alone.
     pub reuse: bool,
+    /// Rules evaluated at once; the config's default (the machine's cores) when `None`.
+    pub threads: Option<usize>,
     /// The world's last hour (floored to the hour); the current hour when `None`.
     pub end: Option<Timestamp>,
 }
@@ -221,7 +223,10 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     // A daemon holds one poll's batch at a time, not the whole world's last hour.
     drop(last);
 
-    let evaluator = Evaluator::new(config.rules.clone());
+    let evaluator = Evaluator::with_threads(
+        config.rules.clone(),
+        o.threads.unwrap_or(config.evaluation_threads),
+    );
     let started = Instant::now();
     let first = evaluator.evaluate(&store, end - SignedDuration::from_mins(30), &metrics);
     let first_evaluation_seconds = started.elapsed().as_secs_f64();
@@ -297,6 +302,7 @@ mod tests {
             days: 9,
             dir: None,
             reuse: false,
+            threads: None,
             end: None,
         };
         let report = run(&o, &|_| {}).unwrap();

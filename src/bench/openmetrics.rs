@@ -158,6 +158,7 @@ mod tests {
             days: 2,
             dir: None,
             reuse: false,
+            threads: None,
             end: None,
         };
         let end: Timestamp = "2026-01-20T00:00:00Z".parse().unwrap();
@@ -218,6 +219,7 @@ mod tests {
             days: 2,
             dir: None,
             reuse: false,
+            threads: None,
             end: None,
         };
         let end: Timestamp = "2026-01-20T00:00:00Z".parse().unwrap();

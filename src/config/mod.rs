@@ -152,6 +152,8 @@ pub struct RawSqlite {
 #[serde(deny_unknown_fields)]
 pub struct RawEvaluation {
     pub interval: Option<String>,
+    /// Rules evaluated at once (default: the machine's cores).
+    pub threads: Option<usize>,
 }
 
 /// Bounds that keep one misbehaving source from growing the store without end.
@@ -301,6 +303,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub store: StoreSettings,
     pub evaluation_interval: Duration,
+    /// See [`RawEvaluation::threads`].
+    pub evaluation_threads: usize,
     /// See [`RawLimits::max_series_per_source`].
     pub max_series_per_source: usize,
     /// See [`RawLimits::confirm_zero_polls`].
@@ -854,6 +858,14 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
         Duration::from_secs(60),
     );
 
+    let evaluation_threads = raw
+        .evaluation
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    if !(1..=64).contains(&evaluation_threads) {
+        c.error("evaluation.threads", "must be between 1 and 64");
+    }
+
     let mut source_names = BTreeSet::new();
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
@@ -1017,6 +1029,7 @@ pub fn validate(raw: RawConfig, base_dir: &Path) -> Result<Config, Vec<ConfigErr
             listen,
             store,
             evaluation_interval,
+            evaluation_threads,
             max_series_per_source,
             confirm_zero_polls,
             sources,
@@ -1637,6 +1650,22 @@ auth = { basic = { username = "", password = { env = "SPENDWATCH_TEST_SURELY_UNS
         );
         let errs = check("[limits]\nmax_series_per_source = 0\n").unwrap_err();
         assert_eq!(errs[0].path, "limits.max_series_per_source", "{errs:?}");
+    }
+
+    #[test]
+    fn evaluation_threads_default_to_the_cores_and_are_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        assert_eq!(check("").unwrap().evaluation_threads, cores);
+        assert_eq!(
+            check("[evaluation]\nthreads = 1\n")
+                .unwrap()
+                .evaluation_threads,
+            1
+        );
+        for bad in ["0", "65"] {
+            let errs = check(&format!("[evaluation]\nthreads = {bad}\n")).unwrap_err();
+            assert_eq!(errs[0].path, "evaluation.threads", "{errs:?}");
+        }
     }
 
     #[test]

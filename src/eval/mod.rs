@@ -61,31 +61,112 @@ pub struct Evaluation {
 
 pub struct Evaluator {
     rules: Vec<RuleConfig>,
+    /// Rules evaluated at once (each rule is one unit of work).
+    threads: usize,
+    /// Each rule's duration in the last cycle: the longest start first, so the cycle is not
+    /// left waiting on one long rule started last.
+    last_seconds: std::sync::Mutex<Vec<f64>>,
 }
 
+/// One rule's result and how long it took.
+type RuleRun = (Result<Vec<Transition>, EvalError>, f64);
+
 impl Evaluator {
+    /// Evaluates on as many threads as the machine has cores (at most one per rule).
     pub fn new(rules: Vec<RuleConfig>) -> Self {
-        Evaluator { rules }
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        Self::with_threads(rules, threads)
+    }
+
+    /// Evaluates at most `threads` rules at a time (1: one after the other, on the caller's thread).
+    pub fn with_threads(rules: Vec<RuleConfig>, threads: usize) -> Self {
+        let last_seconds = std::sync::Mutex::new(vec![0.0; rules.len()]);
+        Evaluator {
+            rules,
+            threads: threads.max(1),
+            last_seconds,
+        }
     }
 
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(RuleConfig::name)
     }
 
+    fn evaluate_rule(
+        rule: &RuleConfig,
+        store: &dyn Store,
+        at: Timestamp,
+        metrics: &Metrics,
+    ) -> RuleRun {
+        let started = Instant::now();
+        let result = match rule {
+            RuleConfig::Budget(b) => budget::evaluate(b, store, at, metrics),
+            RuleConfig::Ratio(r) => ratio::evaluate(r, store, at, metrics),
+            RuleConfig::Divergence(r) => divergence::evaluate(r, store, at, metrics),
+            RuleConfig::Change(r) => change::evaluate(r, store, at, metrics),
+            RuleConfig::Stale(r) => stale::evaluate(r, store, at, metrics),
+            RuleConfig::Anomaly(r) => anomaly::evaluate(r, store, at, metrics),
+        };
+        (result, started.elapsed().as_secs_f64())
+    }
+
+    /// Every rule's result, in config order. Rules read the store and write metrics only, so
+    /// they run side by side; results are put back in order, so the outcome is the same as
+    /// evaluating one after the other.
+    fn run_rules(&self, store: &dyn Store, at: Timestamp, metrics: &Metrics) -> Vec<RuleRun> {
+        let threads = self.threads.min(self.rules.len());
+        if threads <= 1 {
+            return self
+                .rules
+                .iter()
+                .map(|rule| Self::evaluate_rule(rule, store, at, metrics))
+                .collect();
+        }
+        let mut order: Vec<usize> = (0..self.rules.len()).collect();
+        if let Ok(last) = self.last_seconds.lock() {
+            order.sort_by(|a, b| last[*b].total_cmp(&last[*a]));
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<RuleRun>>> = self
+            .rules
+            .iter()
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(n) else { break };
+                        let run = Self::evaluate_rule(&self.rules[i], store, at, metrics);
+                        if let Ok(mut slot) = slots[i].lock() {
+                            *slot = Some(run);
+                        }
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .zip(&self.rules)
+            .map(|(slot, rule)| {
+                slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                    let reason = "its evaluation thread stopped without a result".to_string();
+                    let rule = rule.name().to_string();
+                    (Err(EvalError::Rule { rule, reason }), 0.0)
+                })
+            })
+            .collect()
+    }
+
     /// Evaluates all rules at `at`. One failing rule does not stop the others.
     pub fn evaluate(&self, store: &dyn Store, at: Timestamp, metrics: &Metrics) -> Evaluation {
         let mut evaluation = Evaluation::default();
-        for rule in &self.rules {
-            let started = Instant::now();
-            let result = match rule {
-                RuleConfig::Budget(b) => budget::evaluate(b, store, at, metrics),
-                RuleConfig::Ratio(r) => ratio::evaluate(r, store, at, metrics),
-                RuleConfig::Divergence(r) => divergence::evaluate(r, store, at, metrics),
-                RuleConfig::Change(r) => change::evaluate(r, store, at, metrics),
-                RuleConfig::Stale(r) => stale::evaluate(r, store, at, metrics),
-                RuleConfig::Anomaly(r) => anomaly::evaluate(r, store, at, metrics),
-            };
-            let seconds = started.elapsed().as_secs_f64();
+        let runs = self.run_rules(store, at, metrics);
+        if let Ok(mut last) = self.last_seconds.lock() {
+            *last = runs.iter().map(|r| r.1).collect();
+        }
+        for (rule, (result, seconds)) in self.rules.iter().zip(runs) {
             metrics.rule_evaluated(rule.name(), result.is_ok(), seconds);
             let mut status = crate::model::RuleStatus {
                 name: rule.name().to_string(),
