@@ -8,6 +8,11 @@ use spendwatch::cli::{self, LogFormat, SilenceCommand};
 use spendwatch::demo::{DEFAULT_DEMO_LISTEN, DEFAULT_SPEED};
 use spendwatch::soak::{LogCounts, SoakOptions};
 
+/// mimalloc, not glibc's malloc: rules evaluated on several threads each left glibc an arena
+/// of freed pages (peak RSS at 220k series 0.96 → 1.28 GB); mimalloc returns them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Spend alerting and anomaly monitor for billing APIs.
 #[derive(Parser)]
 #[command(name = "spendwatch", version, about)]

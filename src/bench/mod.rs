@@ -73,6 +73,8 @@ pub struct BenchReport {
     pub render_bytes: usize,
     pub store_bytes: u64,
     pub peak_rss_bytes: Option<u64>,
+    /// Rules evaluated at once.
+    pub threads: usize,
 }
 
 impl BenchReport {
@@ -95,6 +97,7 @@ impl BenchReport {
                 self.observations as f64 / self.ingest_seconds.max(1e-9)
             );
         }
+        let _ = writeln!(t, "| evaluation threads | {} |", self.threads);
         let _ = writeln!(
             t,
             "| evaluation, first (anomaly detectors learn 7 days) | {:.2} s |",
@@ -223,10 +226,8 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
     // A daemon holds one poll's batch at a time, not the whole world's last hour.
     drop(last);
 
-    let evaluator = Evaluator::with_threads(
-        config.rules.clone(),
-        o.threads.unwrap_or(config.evaluation_threads),
-    );
+    let threads = o.threads.unwrap_or(config.evaluation_threads);
+    let evaluator = Evaluator::with_threads(config.rules.clone(), threads);
     let started = Instant::now();
     let first = evaluator.evaluate(&store, end - SignedDuration::from_mins(30), &metrics);
     let first_evaluation_seconds = started.elapsed().as_secs_f64();
@@ -282,6 +283,7 @@ pub fn run(o: &BenchOptions, progress: &dyn Fn(u32)) -> Result<BenchReport, Benc
         render_bytes: text.len(),
         store_bytes,
         peak_rss_bytes: peak_rss(),
+        threads,
     })
 }
 

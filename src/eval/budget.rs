@@ -35,100 +35,124 @@ pub fn evaluate(
     };
     // A linear forecast looks at its window only: read that (plus the point before it, so
     // the newest value is known however old), not 70 days of every account every cycle.
-    let series = match rule.forecast {
+    let (from, anchored) = match rule.forecast {
         ForecastMethod::Linear => {
             let window = signed(rule.forecast_window) + SignedDuration::from_hours(24);
-            store.series_points(&filter, at - window.min(LOOKBACK), at, true)?
+            (at - window.min(LOOKBACK), true)
         }
-        ForecastMethod::Profile => store.series_points(&filter, at - LOOKBACK, at, false)?,
+        ForecastMethod::Profile => (at - LOOKBACK, false),
     };
+    // One account at a time as the store hands them over: a rule does not hold every
+    // account's points at once (at 10,000 accounts that was 85 MB per cycle).
     let mut out = Vec::new();
-    for (meta, points) in series {
-        let currency = match &meta.unit {
-            Unit::Money(c) => c,
-            Unit::Quantity(q) => {
-                return Err(EvalError::Unit {
-                    series: meta.key.to_string(),
-                    unit: q.clone(),
-                });
-            }
-        };
-        if *currency != rule.budget.currency {
-            // A budget applies to accounts billed in its currency; naming an account in
-            // another currency is a configuration mistake worth an error, not a silent skip.
-            if rule.accounts.contains(&meta.key.account) {
-                return Err(EvalError::Currency {
-                    rule: rule.name.clone(),
-                    account: meta.key.account.clone(),
-                    budget: rule.budget.currency.to_string(),
-                    data: currency.to_string(),
-                });
-            }
-            continue;
+    let mut failed = None;
+    store.visit_series_points(&filter, from, at, anchored, &mut |meta, points| {
+        if failed.is_none()
+            && let Err(e) = judge_series(rule, &meta, &points, at, metrics, &mut out)
+        {
+            failed = Some(e);
         }
-        let base = |level: &BudgetLevel| instance(rule, &meta.key.source, &meta.key.account, level);
-        let Some(latest) = points.last() else {
-            out.extend(
-                rule.levels
-                    .iter()
-                    .map(|l| waiting(base(l), at, "no spend data yet")),
-            );
-            continue;
-        };
-        let Some(period) = latest.period else {
-            out.extend(
-                rule.levels
-                    .iter()
-                    .map(|l| waiting(base(l), at, "spend data has no billing period")),
-            );
-            continue;
-        };
-        if at >= period.end {
-            out.extend(rule.levels.iter().map(|l| {
-                waiting(
-                    base(l),
-                    at,
-                    "billing period ended; waiting for the new period's data",
-                )
-            }));
-            continue;
-        }
-        let linear = || forecast_period_end(&points, period, signed(rule.forecast_window));
-        let forecast = match rule.forecast {
-            ForecastMethod::Linear => linear(),
-            // The profile needs a past period; until then say the forecast is linear.
-            ForecastMethod::Profile => forecast_by_profile(&points, period, latest).or_else(|| {
-                linear().map(|mut f| {
-                    f.method
-                        .push_str(" (no complete past period for a profile yet)");
-                    f
-                })
-            }),
-        };
-        let budget = rule.budget.amount.to_f64().unwrap_or(f64::NAN);
-        metrics.budget_evaluated(&BudgetSample {
-            rule: &rule.name,
-            source: &meta.key.source,
-            account: &meta.key.account,
-            currency: currency.as_str(),
-            budget,
-            actual: latest.value.to_f64().unwrap_or(f64::NAN),
-            forecast: forecast.as_ref().and_then(|f| f.value.to_f64()),
-        });
-        for level in &rule.levels {
-            let t = base(level);
-            out.push(judge(
-                rule,
-                level,
-                latest,
-                period.end,
-                forecast.as_ref(),
-                t,
-                at,
-            ));
-        }
+        Ok(())
+    })?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
-    Ok(out)
+}
+
+/// The instances of one account's period-to-date series, appended to `out`.
+fn judge_series(
+    rule: &BudgetRule,
+    meta: &crate::store::SeriesMeta,
+    points: &[Point],
+    at: Timestamp,
+    metrics: &Metrics,
+    out: &mut Vec<Transition>,
+) -> Result<(), EvalError> {
+    let currency = match &meta.unit {
+        Unit::Money(c) => c,
+        Unit::Quantity(q) => {
+            return Err(EvalError::Unit {
+                series: meta.key.to_string(),
+                unit: q.clone(),
+            });
+        }
+    };
+    if *currency != rule.budget.currency {
+        // A budget applies to accounts billed in its currency; naming an account in
+        // another currency is a configuration mistake worth an error, not a silent skip.
+        if rule.accounts.contains(&meta.key.account) {
+            return Err(EvalError::Currency {
+                rule: rule.name.clone(),
+                account: meta.key.account.clone(),
+                budget: rule.budget.currency.to_string(),
+                data: currency.to_string(),
+            });
+        }
+        return Ok(());
+    }
+    let base = |level: &BudgetLevel| instance(rule, &meta.key.source, &meta.key.account, level);
+    let Some(latest) = points.last() else {
+        out.extend(
+            rule.levels
+                .iter()
+                .map(|l| waiting(base(l), at, "no spend data yet")),
+        );
+        return Ok(());
+    };
+    let Some(period) = latest.period else {
+        out.extend(
+            rule.levels
+                .iter()
+                .map(|l| waiting(base(l), at, "spend data has no billing period")),
+        );
+        return Ok(());
+    };
+    if at >= period.end {
+        out.extend(rule.levels.iter().map(|l| {
+            waiting(
+                base(l),
+                at,
+                "billing period ended; waiting for the new period's data",
+            )
+        }));
+        return Ok(());
+    }
+    let linear = || forecast_period_end(points, period, signed(rule.forecast_window));
+    let forecast = match rule.forecast {
+        ForecastMethod::Linear => linear(),
+        // The profile needs a past period; until then say the forecast is linear.
+        ForecastMethod::Profile => forecast_by_profile(points, period, latest).or_else(|| {
+            linear().map(|mut f| {
+                f.method
+                    .push_str(" (no complete past period for a profile yet)");
+                f
+            })
+        }),
+    };
+    let budget = rule.budget.amount.to_f64().unwrap_or(f64::NAN);
+    metrics.budget_evaluated(&BudgetSample {
+        rule: &rule.name,
+        source: &meta.key.source,
+        account: &meta.key.account,
+        currency: currency.as_str(),
+        budget,
+        actual: latest.value.to_f64().unwrap_or(f64::NAN),
+        forecast: forecast.as_ref().and_then(|f| f.value.to_f64()),
+    });
+    for level in &rule.levels {
+        let t = base(level);
+        out.push(judge(
+            rule,
+            level,
+            latest,
+            period.end,
+            forecast.as_ref(),
+            t,
+            at,
+        ));
+    }
+    Ok(())
 }
 
 /// A transition skeleton with the instance's identity labels.

@@ -63,9 +63,9 @@ pub struct Evaluator {
     rules: Vec<RuleConfig>,
     /// Rules evaluated at once (each rule is one unit of work).
     threads: usize,
-    /// Each rule's duration in the last cycle: the longest start first, so the cycle is not
-    /// left waiting on one long rule started last.
-    last_seconds: std::sync::Mutex<Vec<f64>>,
+    /// Each rule's duration in the last cycle (`None` before its first): the longest start
+    /// first, so the cycle is not left waiting on one long rule started last.
+    last_seconds: std::sync::Mutex<Vec<Option<f64>>>,
 }
 
 /// One rule's result and how long it took.
@@ -80,7 +80,7 @@ impl Evaluator {
 
     /// Evaluates at most `threads` rules at a time (1: one after the other, on the caller's thread).
     pub fn with_threads(rules: Vec<RuleConfig>, threads: usize) -> Self {
-        let last_seconds = std::sync::Mutex::new(vec![0.0; rules.len()]);
+        let last_seconds = std::sync::Mutex::new(vec![None; rules.len()]);
         Evaluator {
             rules,
             threads: threads.max(1),
@@ -114,17 +114,25 @@ impl Evaluator {
     /// they run side by side; results are put back in order, so the outcome is the same as
     /// evaluating one after the other.
     fn run_rules(&self, store: &dyn Store, at: Timestamp, metrics: &Metrics) -> Vec<RuleRun> {
-        let threads = self.threads.min(self.rules.len());
+        let mut order: Vec<usize> = (0..self.rules.len()).collect();
+        let mut threads = self.threads.min(self.rules.len());
+        match self.last_seconds.lock() {
+            // A rule's first cycle reads its whole history (the cache is cold, detectors
+            // learn): those peaks are the process's largest, so first cycles go one at a
+            // time rather than add up.
+            Ok(last) if last.iter().any(Option::is_none) => threads = 1,
+            Ok(last) => order.sort_by(|a, b| {
+                let seconds = |i: &usize| last[*i].unwrap_or(0.0);
+                seconds(b).total_cmp(&seconds(a))
+            }),
+            Err(_) => threads = 1,
+        }
         if threads <= 1 {
             return self
                 .rules
                 .iter()
                 .map(|rule| Self::evaluate_rule(rule, store, at, metrics))
                 .collect();
-        }
-        let mut order: Vec<usize> = (0..self.rules.len()).collect();
-        if let Ok(last) = self.last_seconds.lock() {
-            order.sort_by(|a, b| last[*b].total_cmp(&last[*a]));
         }
         let next = std::sync::atomic::AtomicUsize::new(0);
         let slots: Vec<std::sync::Mutex<Option<RuleRun>>> = self
@@ -164,7 +172,7 @@ impl Evaluator {
         let mut evaluation = Evaluation::default();
         let runs = self.run_rules(store, at, metrics);
         if let Ok(mut last) = self.last_seconds.lock() {
-            *last = runs.iter().map(|r| r.1).collect();
+            *last = runs.iter().map(|r| Some(r.1)).collect();
         }
         for (rule, (result, seconds)) in self.rules.iter().zip(runs) {
             metrics.rule_evaluated(rule.name(), result.is_ok(), seconds);

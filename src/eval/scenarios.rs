@@ -905,3 +905,37 @@ fn unit_cost_anomaly_ignores_traffic_growth_and_flags_a_price_change() {
     assert_eq!(t.labels["rule_type"], "anomaly");
     assert_eq!(t.labels["currency"], "USD");
 }
+
+/// Rules evaluated side by side give exactly what they give one after the other: the same
+/// transitions in config order, and each rule's status in place, in both the first cycle
+/// (run one at a time) and the next (run on several threads, longest first).
+#[test]
+fn rules_on_several_threads_evaluate_as_one_after_the_other() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    doubled_spend().fill(&store);
+    let rules = vec![
+        crate::config::RuleConfig::Ratio(rule(50, NoTraffic::Alert)),
+        crate::config::RuleConfig::Divergence(divergence_rule()),
+        crate::config::RuleConfig::Change(change_rule(50)),
+        crate::config::RuleConfig::Ratio(rule(500, NoTraffic::Wait)),
+    ];
+    let at = day(21.0) + SignedDuration::from_mins(5);
+    let text = |e: &super::Evaluation| {
+        let transitions: Vec<String> = e
+            .transitions
+            .iter()
+            .map(|t| format!("{} {:?} {}", t.rule, t.labels, summary(t)))
+            .collect();
+        let status: Vec<String> = e.status.iter().map(|s| s.name.clone()).collect();
+        (transitions, status, e.errors.len())
+    };
+    let serial = super::Evaluator::with_threads(rules.clone(), 1);
+    let expected = text(&serial.evaluate(&store, at, &Metrics::new()));
+    assert_eq!(expected.0.len(), 4, "{expected:?}");
+    assert!(expected.0.iter().any(|t| !t.contains("waiting")));
+    let parallel = super::Evaluator::with_threads(rules, 3);
+    for cycle in 0..3 {
+        let got = text(&parallel.evaluate(&store, at, &Metrics::new()));
+        assert_eq!(got, expected, "cycle {cycle}");
+    }
+}
