@@ -68,14 +68,18 @@ pub struct Evaluator {
     last_seconds: std::sync::Mutex<Vec<Option<f64>>>,
 }
 
+/// Rules evaluated at once unless configured: the machine's cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// One rule's result and how long it took.
 type RuleRun = (Result<Vec<Transition>, EvalError>, f64);
 
 impl Evaluator {
     /// Evaluates on as many threads as the machine has cores (at most one per rule).
     pub fn new(rules: Vec<RuleConfig>) -> Self {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        Self::with_threads(rules, threads)
+        Self::with_threads(rules, default_threads())
     }
 
     /// Evaluates at most `threads` rules at a time (1: one after the other, on the caller's thread).
